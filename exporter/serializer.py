@@ -1,0 +1,242 @@
+"""Normalized YAML: the same object gives the same bytes on every run and machine.
+
+Key order: top level ``apiVersion``, ``kind``, ``metadata``, then the rest sorted; inside
+``metadata``: ``name``, ``namespace``, ``labels``, ``annotations``, then the rest sorted;
+everywhere else sorted. Block style, two-space indent, sequences at their key's indent (as
+kubectl prints), multi-line strings as literal blocks, and a string that a YAML 1.1 or 1.2
+reader could take for anything else (a number, boolean, null, date) is quoted.
+
+This is a hand-written emitter rather than PyYAML's: the input is JSON-shaped (str, int,
+float, bool, None, list, dict), which needs a fraction of a general emitter's work, and this is
+the product's hot path (``benchmarks/bench_normalize.py`` measures it against PyYAML's C
+dumper). PyYAML stays the reader and the oracle in the tests.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+_TOP_ORDER = {"apiVersion": 0, "kind": 1, "metadata": 2}
+_METADATA_ORDER = {"name": 0, "namespace": 1, "labels": 2, "annotations": 3}
+
+# A plain (unquoted) scalar must start with a letter, '_' or '/', contain only characters that
+# are never YAML indicators in block context, and not end in ':' or a space.
+_PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_./:@+=,~()\- ]*")
+_PLAIN_BAD = re.compile(r": | #|[: ]$")
+# Words that YAML 1.1 (PyYAML, go-yaml v2) reads as booleans or null.
+_RESERVED_WORDS = frozenset(
+    "y n yes no on off true false null".split()  # noqa: SIM905 - reads as the list it is
+)
+# Digit-led strings that no YAML reader takes for a number or a date: Kubernetes quantities
+# ("100m", "1Gi", "1.5G") and durations ("30s", "1h30m").
+_PLAIN_DIGITS = re.compile(
+    r"[0-9]+(?:\.[0-9]+)?(?:[KMGTP]i?|m|k)|(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|ms|s|m|h))+"
+)
+# Characters a double-quoted scalar must escape: C0 controls, '"', '\\', DEL and C1 controls,
+# the Unicode line/paragraph separators (YAML folds them), BOM, non-characters and surrogates.
+_NEEDS_ESCAPE = re.compile('[\x00-\x1f"\\\\\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]')
+_SHORT_ESCAPES = {
+    "\0": "\\0",
+    "\a": "\\a",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\v": "\\v",
+    "\f": "\\f",
+    "\r": "\\r",
+    "\x1b": "\\e",
+    '"': '\\"',
+    "\\": "\\\\",
+    "\x85": "\\N",
+    "\u2028": "\\L",
+    "\u2029": "\\P",
+}
+# A literal block can carry any printable text; these characters force double quotes instead.
+_NOT_LITERAL = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]"
+)
+# Implicit keys are limited to 1024 characters by the YAML spec.
+_MAX_SIMPLE_KEY = 1000
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    short = _SHORT_ESCAPES.get(char)
+    if short is not None:
+        return short
+    code = ord(char)
+    return f"\\x{code:02X}" if code <= 0xFF else f"\\u{code:04X}"
+
+
+def _double_quoted(text: str) -> str:
+    return '"' + _NEEDS_ESCAPE.sub(_escape_char, text) + '"'
+
+
+def _is_plain(text: str) -> bool:
+    if _PLAIN.fullmatch(text):
+        return not _PLAIN_BAD.search(text) and text.lower() not in _RESERVED_WORDS
+    return _PLAIN_DIGITS.fullmatch(text) is not None
+
+
+def scalar(text: str) -> str:
+    """A string as a one-line YAML scalar: plain when unambiguous, double-quoted otherwise."""
+    return text if _is_plain(text) else _double_quoted(text)
+
+
+def _key(text: str) -> str:
+    return text if _is_plain(text) else _double_quoted(text)
+
+
+def _literal_block(text: str, indent: str) -> str | None:
+    """``text`` as a literal block (``|``), or None when a literal cannot carry it exactly."""
+    if _NOT_LITERAL.search(text) or not text.strip(" \n\t"):
+        return None
+    body = text.rstrip("\n")
+    trailing = len(text) - len(body)
+    chomp = "-" if trailing == 0 else "" if trailing == 1 else "+"
+    lines = body.split("\n")
+    # A line of blanks is ambiguous next to the block's indentation: quote instead.
+    if any(line and not line.strip(" \t") for line in lines):
+        return None
+    # Leading blanks or an empty first line hide the indentation: state it explicitly.
+    indicator = "2" if text[0] in " \t\n" else ""
+    pad = indent + "  "
+    out = [f"|{indicator}{chomp}"]
+    out.extend(pad + line if line else "" for line in lines)
+    out.extend("" for _ in range(trailing - 1))
+    return "\n".join(out)
+
+
+def _float(value: float) -> str:
+    if math.isnan(value):
+        return ".nan"
+    if math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    text = repr(value)
+    if "e" in text and "." not in text:
+        # PyYAML's YAML 1.1 float needs a dot: 1e+20 would come back as a string.
+        mantissa, _, exponent = text.partition("e")
+        text = f"{mantissa}.0e{exponent}"
+    return text
+
+
+def _sort_key(order: Mapping[str, int]) -> Callable[[str], tuple[int, str]]:
+    size = len(order)
+    return lambda key: (order.get(key, size), key)
+
+
+_TOP_KEY = _sort_key(_TOP_ORDER)
+_METADATA_KEY = _sort_key(_METADATA_ORDER)
+
+
+class _Emitter:
+    """Appends the lines of one document to ``out``; one instance per document."""
+
+    __slots__ = ("out",)
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+
+    def value_after_key(self, value: Any, indent: str) -> None:
+        """Emit ``value`` right after ``key:`` (on the same line or on the lines below)."""
+        out = self.out
+        if isinstance(value, str):
+            if "\n" in value:
+                block = _literal_block(value, indent)
+                if block is not None:
+                    out.append(" " + block + "\n")
+                    return
+            out.append(" " + scalar(value) + "\n")
+        elif isinstance(value, dict):
+            if value:
+                out.append("\n")
+                self.mapping(value, indent, sorted(value))
+            else:
+                out.append(" {}\n")
+        elif isinstance(value, list):
+            if value:
+                out.append("\n")
+                self.sequence(value, indent)
+            else:
+                out.append(" []\n")
+        else:
+            out.append(" " + _atom(value) + "\n")
+
+    def mapping(self, mapping: Mapping[str, Any], indent: str, keys: Iterable[str]) -> None:
+        """Emit a block mapping whose first line's indentation (or "- ") is already written."""
+        out = self.out
+        prefix = ""
+        for key in keys:
+            if len(key) > _MAX_SIMPLE_KEY:
+                out.append(f"{prefix}? {_double_quoted(key)}\n{indent}:")
+            else:
+                out.append(f"{prefix}{_key(key)}:")
+            prefix = indent
+            value = mapping[key]
+            if isinstance(value, dict) and value:
+                out.append("\n")
+                child = indent + "  "
+                out.append(child)
+                self.mapping(value, child, sorted(value))
+            else:
+                self.value_after_key(value, indent)
+
+    def sequence(self, items: list[Any], indent: str) -> None:
+        """Emit a block sequence at ``indent`` (its first line's indentation not yet written)."""
+        out = self.out
+        child = indent + "  "
+        for item in items:
+            out.append(indent + "-")
+            if isinstance(item, dict) and item:
+                out.append(" ")
+                self.mapping(item, child, sorted(item))
+            elif isinstance(item, list) and item:
+                out.append("\n")
+                self.sequence(item, child)
+            else:
+                self.value_after_key(item, indent)
+
+
+def _atom(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _float(value)
+    raise TypeError(f"cannot serialize {type(value).__name__} values")
+
+
+def dump(obj: Mapping[str, Any]) -> str:
+    """Normalized YAML of one Kubernetes object (a JSON-shaped mapping), as text."""
+    emitter = _Emitter()
+    out = emitter.out
+    for key in sorted(obj, key=_TOP_KEY):
+        value = obj[key]
+        out.append(f"{_key(key)}:")
+        if key == "metadata" and isinstance(value, dict) and value:
+            out.append("\n  ")
+            emitter.mapping(value, "  ", sorted(value, key=_METADATA_KEY))
+        elif isinstance(value, dict) and value:
+            out.append("\n  ")
+            emitter.mapping(value, "  ", sorted(value))
+        else:
+            emitter.value_after_key(value, "")
+    return "".join(out)
+
+
+def dump_bytes(obj: Mapping[str, Any]) -> bytes:
+    """:func:`dump` as UTF-8 bytes: the content of the object's file in the repository."""
+    return dump(obj).encode("utf-8", "surrogatepass")
+
+
+def dump_all(objects: Iterable[Mapping[str, Any]]) -> str:
+    """A multi-document YAML stream, one normalized document per object."""
+    return "".join("---\n" + dump(obj) for obj in objects)

@@ -1,0 +1,24 @@
+"""Skip the children that controllers re-create (ReplicaSets, their Pods, Jobs of CronJobs,
+EndpointSlices, a custom controller's runners): a restore would create duplicates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from filters.base import Body, Skip, any_type, parse_types
+
+
+class SkipControlled:
+    """Skip objects with an ``ownerReference`` whose ``controller`` is true."""
+
+    def __init__(self, keep_types: Iterable[str] = ()) -> None:
+        self._keep = parse_types(tuple(keep_types))
+        self._skip = Skip("controlled by another object")
+
+    def __call__(self, body: Body) -> Body | Skip:
+        owners = (body.get("metadata") or {}).get("ownerReferences")
+        if owners and any(isinstance(o, dict) and o.get("controller") is True for o in owners):
+            if self._keep and any_type(self._keep, body):
+                return body
+            return self._skip
+        return body

@@ -1,0 +1,136 @@
+"""The filter policy: what kube2git keeps of each object. Defaults are DESIGN.md's policy.
+
+Every attribute has a docstring: the configuration reference is generated from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class SecretMode(Enum):
+    """How Secret values are recorded."""
+
+    REDACT = "redact"
+    """Keys kept, values replaced by empty strings; an annotation says so."""
+    FINGERPRINT = "fingerprint"
+    """Keys kept, values replaced by keyed HMAC-SHA256 fingerprints: a change is visible."""
+    SKIP = "skip"
+    """Secrets are not recorded at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRule:
+    """Fields to ignore (remove) on objects of some types."""
+
+    types: tuple[str, ...]
+    """Type patterns ``[GROUP/]KIND`` (globs; ``*`` for every type)."""
+    pointers: tuple[str, ...]
+    """JSON pointers (RFC 6901) of the fields; ``*`` matches any list item or map key."""
+
+
+@dataclass(frozen=True, slots=True)
+class SelectionPolicy:
+    """Which objects are recorded at all."""
+
+    include_types: tuple[str, ...] = ()
+    """Only these types (``[GROUP/]KIND`` globs); empty means every type."""
+    exclude_types: tuple[str, ...] = (
+        "Event",
+        "Lease",
+        "Endpoints",
+        "EndpointSlice",
+        "ControllerRevision",
+    )
+    """Types never recorded: high-churn, system-written types by default."""
+    include_namespaces: tuple[str, ...] = ("*",)
+    """Namespaces (globs) whose objects are recorded; cluster-scoped objects are not affected."""
+    exclude_namespaces: tuple[str, ...] = ()
+    """Namespaces (globs) whose objects are not recorded."""
+    exclude_names: tuple[str, ...] = ("ConfigMap:kube-root-ca.crt",)
+    """Objects not recorded, as ``[TYPE:][NAMESPACE/]NAME`` globs (the default skips the CA
+    bundle that a controller publishes into every namespace)."""
+    label_selector: str = "!kube-aggregator.kubernetes.io/automanaged"
+    """A Kubernetes label selector the object must match (``a=b,c!=d,e in (x,y),!f``); the
+    default leaves out the API services that the API server manages itself."""
+    opt_out_label: str = "kube2git.io/skip"
+    """An object with this label set to ``"true"`` is not recorded."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecretPolicy:
+    """How Secrets and binary ConfigMap data are kept out of Git."""
+
+    mode: SecretMode = SecretMode.REDACT
+    """``redact``, ``fingerprint`` or ``skip``."""
+    skip_types: tuple[str, ...] = ("kubernetes.io/service-account-token", "helm.sh/release.v1")
+    """Secret ``type`` values never recorded (tokens, Helm release blobs)."""
+    fingerprint_key_file: str = ""
+    """File holding the HMAC key for ``fingerprint`` mode (required in that mode)."""
+    configmap_binary_fingerprints: bool = True
+    """Replace ConfigMap ``binaryData`` values by SHA-256 fingerprints."""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The whole filter policy."""
+
+    select: SelectionPolicy = field(default_factory=SelectionPolicy)
+    """Which objects are recorded."""
+    skip_controlled: bool = True
+    """Skip objects that another object controls (an ownerReference with ``controller: true``):
+    a restore would duplicate what the controller re-creates."""
+    keep_controlled_types: tuple[str, ...] = ()
+    """Types recorded even when controlled (``[GROUP/]KIND`` globs)."""
+    drop_fields: tuple[str, ...] = (
+        "/status",
+        "/metadata/managedFields",
+        "/metadata/resourceVersion",
+        "/metadata/uid",
+        "/metadata/generation",
+        "/metadata/creationTimestamp",
+        "/metadata/selfLink",
+        "/metadata/deletionTimestamp",
+        "/metadata/deletionGracePeriodSeconds",
+    )
+    """JSON pointers removed from every object: status and server bookkeeping."""
+    drop_annotations: tuple[str, ...] = (
+        "kubectl.kubernetes.io/last-applied-configuration",
+        "deployment.kubernetes.io/*",
+        "control-plane.alpha.kubernetes.io/leader",
+        "autoscaling.alpha.kubernetes.io/conditions",
+        "autoscaling.alpha.kubernetes.io/current-metrics",
+        "endpoints.kubernetes.io/last-change-trigger-time",
+        "deprecated.daemonset.template.generation",
+        "pv.kubernetes.io/*",
+        "volume.kubernetes.io/selected-node",
+        "volume.kubernetes.io/storage-provisioner",
+        "volume.beta.kubernetes.io/storage-provisioner",
+        "kubernetes.io/psp",
+        "batch.kubernetes.io/job-tracking",
+    )
+    """Annotations (globs) removed: server-written bookkeeping, and the last-applied
+    configuration, which would leak Secret data."""
+    ignore_fields: tuple[FieldRule, ...] = (
+        FieldRule(("PersistentVolumeClaim",), ("/spec/volumeName",)),
+        FieldRule(("Pod",), ("/spec/nodeName",)),
+        FieldRule(("PersistentVolume",), ("/spec/claimRef/resourceVersion", "/spec/claimRef/uid")),
+        FieldRule(("Namespace",), ("/metadata/labels/kubernetes.io~1metadata.name",)),
+        FieldRule(
+            ("*",),
+            (
+                "/spec/template/metadata/creationTimestamp",
+                "/spec/jobTemplate/spec/template/metadata/creationTimestamp",
+                "/spec/volumeClaimTemplates/*/metadata/creationTimestamp",
+            ),
+        ),
+    )
+    """Fields removed per type: server-assigned values that a restore must not carry."""
+    drop_service_cluster_ip: bool = True
+    """Remove a Service's ``clusterIP``/``clusterIPs`` (kept when ``None``: headless)."""
+    drop_hpa_replicas: bool = True
+    """Leave out ``spec.replicas`` of workloads that a HorizontalPodAutoscaler scales, so that
+    scaling never makes a commit."""
+    secrets: SecretPolicy = field(default_factory=SecretPolicy)
+    """Secrets and binary data."""
