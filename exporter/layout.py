@@ -10,6 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from filters.base import guess_resource
+
+__all__ = ["ObjectKey", "escape_name", "guess_resource", "split_api_version", "unescape_name"]
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:@+=,~-]|^\.|%")
 _ESCAPED = re.compile(r"%([0-9A-F]{2})")
 
@@ -78,18 +82,6 @@ def unescape_name(escaped: str) -> str:
         out.append(int(piece[:2], 16))
         out += piece[2:].encode()
     return out.decode()
-
-
-def guess_resource(kind: str) -> str:
-    """Guess the plural resource of a kind, by ``meta.UnsafeGuessKindToResource``'s rule."""
-    if not kind:
-        return kind
-    lower = kind.lower()
-    if lower.endswith("s"):
-        return lower + "es"
-    if lower.endswith("y"):
-        return lower[:-1] + "ies"
-    return lower + "s"
 
 
 def split_api_version(api_version: str) -> tuple[str, str]:

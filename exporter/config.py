@@ -1,0 +1,143 @@
+"""Configuration: one YAML file of nested settings, validated against typed dataclasses.
+
+Every section is a frozen dataclass with a docstring per attribute (the configuration
+reference is generated from them). Unknown keys and values of the wrong type are rejected
+with the file and the dotted key named. Precedence: command-line flag, then environment
+variable, then the file, then the default.
+
+Errors: :class:`ConfigError` (a user error: exit code 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from filters.policy import Policy
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """The configuration (file, flag or environment variable) is invalid."""
+
+
+class LogFormat(enum.Enum):
+    """How log lines are written."""
+
+    AUTO = "auto"
+    """Console on a terminal, JSON otherwise."""
+    JSON = "json"
+    """One JSON object a line (for log collectors)."""
+    CONSOLE = "console"
+    """Human-readable, coloured when the terminal allows."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """Structured logging."""
+
+    level: str = "info"
+    """Lowest level written: ``debug``, ``info``, ``warning`` or ``error``."""
+    format: LogFormat = LogFormat.AUTO
+    """``auto``, ``json`` or ``console``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The whole configuration file."""
+
+    filters: Policy = field(default_factory=Policy)
+    """What is recorded of each object (the default policy of DESIGN.md)."""
+    log: LogSettings = field(default_factory=LogSettings)
+    """Logging."""
+
+
+def load_settings(path: str | os.PathLike[str] | None) -> Settings:
+    """Read and validate a configuration file; ``None`` gives the defaults."""
+    if path is None:
+        return Settings()
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{source}: cannot read config file: {_reason(error)}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "malformed YAML"
+        raise ConfigError(f"{source}{where}: {problem}") from None
+    if data is None:
+        data = {}
+    return from_mapping(Settings, data, source=source)
+
+
+def from_mapping(cls: type[T], data: object, *, source: str, prefix: str = "") -> T:
+    """Build the dataclass ``cls`` from parsed YAML, checking keys and types."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: {prefix or 'the file'} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in known:
+            raise ConfigError(f"{source}: unknown key {dotted!r}")
+        values[key] = _convert(hints[key], raw, source=source, dotted=dotted)
+    return cls(**values)
+
+
+def _convert(hint: Any, raw: object, *, source: str, dotted: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return from_mapping(hint, raw, source=source, prefix=f"{dotted}.")
+    if origin in (types.UnionType, typing.Union):
+        options = typing.get_args(hint)
+        if raw is None and type(None) in options:
+            return None
+        inner = [option for option in options if option is not type(None)]
+        return _convert(inner[0], raw, source=source, dotted=dotted)
+    if origin is tuple:
+        item_hint = typing.get_args(hint)[0]
+        if not isinstance(raw, list):
+            raise ConfigError(f"{source}: {dotted} must be a list")
+        return tuple(
+            _convert(item_hint, item, source=source, dotted=f"{dotted}[{index}]")
+            for index, item in enumerate(raw)
+        )
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        allowed = [member.value for member in hint]
+        if raw not in allowed:
+            raise ConfigError(f"{source}: {dotted} must be one of {', '.join(map(str, allowed))}")
+        return hint(raw)
+    if hint is bool:
+        if not isinstance(raw, bool):
+            raise ConfigError(f"{source}: {dotted} must be true or false")
+        return raw
+    if hint is float and isinstance(raw, int) and not isinstance(raw, bool):
+        return float(raw)
+    if hint in (str, int, float):
+        if not isinstance(raw, hint) or isinstance(raw, bool):
+            raise ConfigError(f"{source}: {dotted} must be a {_TYPE_WORDS[hint]}")
+        return raw
+    raise ConfigError(f"{source}: {dotted} has an unsupported type")  # pragma: no cover
+
+
+_TYPE_WORDS = {str: "string", int: "whole number", float: "number"}
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error)
