@@ -1,0 +1,63 @@
+"""The git store: the only part of kube2git that talks to pygit2.
+
+Settings (:mod:`exporter.gitstore.settings`) and errors (:mod:`exporter.gitstore.errors`) import
+without pygit2, so configuration loading stays light; :class:`GitStore` and its result types
+are loaded on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from exporter.gitstore.errors import (
+    AuthenticationFailed,
+    CredentialsUnavailable,
+    GitStoreError,
+    HostKeyUnknown,
+    PushRejected,
+    RemoteError,
+    RemoteTimeout,
+    RemoteUnreachable,
+    RepositoryLocked,
+)
+from exporter.gitstore.settings import (
+    GitSettings,
+    HttpsSettings,
+    PackSettings,
+    RemoteSettings,
+    SshSettings,
+)
+
+if TYPE_CHECKING:
+    from exporter.gitstore.store import CommitInfo, GitStore, PushResult
+
+__all__ = [
+    "AuthenticationFailed",
+    "CommitInfo",
+    "CredentialsUnavailable",
+    "GitSettings",
+    "GitStore",
+    "GitStoreError",
+    "HostKeyUnknown",
+    "HttpsSettings",
+    "PackSettings",
+    "PushRejected",
+    "PushResult",
+    "RemoteError",
+    "RemoteSettings",
+    "RemoteTimeout",
+    "RemoteUnreachable",
+    "RepositoryLocked",
+    "SshSettings",
+]
+
+_LAZY = frozenset({"CommitInfo", "GitStore", "PushResult"})
+
+
+def __getattr__(name: str) -> Any:
+    """Import the pygit2-backed classes only when someone asks for them."""
+    if name in _LAZY:
+        from exporter.gitstore import store  # noqa: PLC0415 - lazy on purpose
+
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,280 @@
+"""Commit messages and field-manager attribution, kept pure (no pygit2) so they are unit-tested.
+
+A commit is an audit-trail entry: its subject says what changed, its body lists each object,
+the fields a modification touched (as ``.spec.template.spec.containers[0].image`` paths) and
+the field manager that made the change, and its trailers name the manager(s) and the newest
+resourceVersion. The author is the manager that ``managedFields`` shows responsible.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jsonpatch
+import yaml
+
+from exporter.layout import ObjectKey
+from exporter.messages import FieldManager
+
+Action = Literal["added", "modified", "deleted"]
+PathToken = str | int
+FieldPath = tuple[PathToken, ...]
+
+SUBJECT_MAX = 72
+"""Longest subject that lists objects by name; longer batches get a count summary."""
+
+_LIST_ITEM_PREFIXES = ("k:", "v:", "i:")
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectChange:
+    """One object's effective change in a commit, with what the message needs to say."""
+
+    action: Action
+    key: ObjectKey
+    kind: str
+    fields: tuple[str, ...] = ()
+    """Changed fields of a modification, formatted; empty for additions and deletions."""
+    manager: FieldManager | None = None
+    """The field manager responsible, when ``managedFields`` tells."""
+    resource_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitMessage:
+    """The text of a commit and who it is attributed to."""
+
+    subject: str
+    text: str
+    """The whole message: subject, blank line, body, blank line, trailers."""
+    author: str | None
+    """The field manager that authors the commit, or ``None`` for the exporter itself."""
+    author_time: str | None
+    """RFC 3339 time of that manager's change, used as the author date."""
+
+
+def load_yaml(content: bytes) -> Any:
+    """Parse a stored object with the C loader (the old side of a modification's diff)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(content, Loader=loader)  # noqa: S506 - CSafeLoader/SafeLoader are safe
+
+
+def changed_paths(old: Any, new: Any) -> list[FieldPath]:
+    """The paths a JSON patch from ``old`` to ``new`` touches; list indices become ``int``."""
+    patch = jsonpatch.make_patch(old, new)
+    paths: list[FieldPath] = []
+    seen: set[FieldPath] = set()
+    for op in patch.patch:
+        for pointer in (op.get("from"), op["path"]):
+            if pointer is None:
+                continue
+            path = _typed(_split_pointer(pointer), old, new)
+            if path not in seen:
+                seen.add(path)
+                paths.append(path)
+    return paths
+
+
+def _split_pointer(pointer: str) -> list[str]:
+    if not pointer:
+        return []
+    return [part.replace("~1", "/").replace("~0", "~") for part in pointer.split("/")[1:]]
+
+
+def _typed(parts: list[str], old: Any, new: Any) -> FieldPath:
+    """Turn pointer parts into tokens, making a part an ``int`` where either side is a list."""
+    tokens: list[PathToken] = []
+    sides = [old, new]
+    for part in parts:
+        is_index = any(isinstance(side, list) for side in sides)
+        token: PathToken = int(part) if is_index and part.isdigit() else part
+        tokens.append(token)
+        sides = [_child(side, token) for side in sides]
+    return tuple(tokens)
+
+
+def _child(node: Any, token: PathToken) -> Any:
+    if isinstance(token, int) and isinstance(node, list):
+        return node[token] if 0 <= token < len(node) else None
+    if isinstance(token, str) and isinstance(node, Mapping):
+        return node.get(token)
+    return None
+
+
+def format_path(path: FieldPath) -> str:
+    """``("spec", "containers", 0, "image")`` → ``.spec.containers[0].image``."""
+    out: list[str] = []
+    for step in path:
+        if isinstance(step, int):
+            out.append(f"[{step}]")
+        elif step == "-":
+            out.append("[-]")
+        elif _PLAIN_KEY.fullmatch(step):
+            out.append(f".{step}")
+        else:
+            escaped = step.replace("\\", "\\\\").replace('"', '\\"')
+            out.append(f'["{escaped}"]')
+    return "".join(out) or "."
+
+
+def covers(fields: Mapping[str, Any], path: FieldPath) -> bool:
+    """Whether a ``fieldsV1`` set owns ``path`` (or a field above or below it).
+
+    Map keys are ``f:<key>``; list items are ``k:{…}``, ``v:…`` or ``i:N`` and match any
+    index, since the index an item had when the manager wrote it is not recorded.
+    """
+    if not fields:
+        return False
+    return _covers(fields, path)
+
+
+def _is_leaf(node: Mapping[str, Any]) -> bool:
+    """A field owned as a whole: no children other than ``.`` (the item itself)."""
+    return not any(key != "." for key in node)
+
+
+def _covers(node: Mapping[str, Any], path: FieldPath) -> bool:
+    for depth, step in enumerate(path):
+        if _is_leaf(node):
+            return True  # a leaf: the manager owns the whole value below it
+        if isinstance(step, int) or step == "-":
+            rest = path[depth + 1 :]
+            return any(
+                _covers(child, rest)
+                for key, child in node.items()
+                if key.startswith(_LIST_ITEM_PREFIXES) and isinstance(child, Mapping)
+            )
+        child = node.get(f"f:{step}")
+        if not isinstance(child, Mapping):
+            return False
+        node = child
+    return True
+
+
+def touches(fields: Mapping[str, Any], body: Any) -> bool:
+    """Whether a ``fieldsV1`` set owns any field present in ``body`` (for added objects)."""
+    for key, child in fields.items():
+        if key == "." or not isinstance(child, Mapping):
+            continue
+        if key.startswith("f:") and isinstance(body, Mapping) and key[2:] in body:
+            if _is_leaf(child) or touches(child, body[key[2:]]):
+                return True
+        elif (
+            key.startswith(_LIST_ITEM_PREFIXES)
+            and isinstance(body, list)
+            and (_is_leaf(child) or any(touches(child, item) for item in body))
+        ):
+            return True
+    return False
+
+
+def _eligible(managers: Sequence[FieldManager]) -> list[FieldManager]:
+    return [m for m in managers if m.subresource != "status" and m.manager]
+
+
+def responsible_for_paths(
+    managers: Sequence[FieldManager], paths: Sequence[FieldPath]
+) -> FieldManager | None:
+    """The manager with the newest ``time`` among those owning any of ``paths``."""
+    candidates = [m for m in _eligible(managers) if any(covers(m.fields, path) for path in paths)]
+    return max(candidates, key=lambda m: m.time) if candidates else None
+
+
+def responsible_for_body(
+    managers: Sequence[FieldManager], body: Mapping[str, Any]
+) -> FieldManager | None:
+    """The manager with the newest ``time`` among those owning any field of a new object."""
+    candidates = [m for m in _eligible(managers) if touches(m.fields, body)]
+    return max(candidates, key=lambda m: m.time) if candidates else None
+
+
+def _rv_order(rv: str) -> tuple[int, int, str]:
+    return (1, int(rv), "") if rv.isdigit() else (0, 0, rv)
+
+
+def _where(key: ObjectKey) -> str:
+    return key.name if key.namespace is None else f"{key.namespace}/{key.name}"
+
+
+def _scope(key: ObjectKey) -> str:
+    return "cluster" if key.namespace is None else key.namespace
+
+
+def build_subject(changes: Sequence[ObjectChange]) -> str:
+    """Name the objects when they fit on one line, else count them."""
+    scopes = {_scope(c.key) for c in changes}
+    if len(scopes) == 1:
+        (scope,) = scopes
+        named = ", ".join(f"{c.kind} {c.key.name} {c.action}" for c in changes)
+        subject = f"{scope}: {named}"
+    else:
+        subject = ", ".join(f"{c.kind} {_where(c.key)} {c.action}" for c in changes)
+    if len(subject) <= SUBJECT_MAX:
+        return subject
+    counts = Counter(c.action for c in changes)
+    actions = ", ".join(f"{counts[a]} {a}" for a in ("added", "modified", "deleted") if counts[a])
+    summary = f"{len(changes)} objects: {actions}"
+    if len(scopes) == 1:
+        return f"{next(iter(scopes))}: {summary}"
+    namespaces = len({c.key.namespace for c in changes if c.key.namespace is not None})
+    where = f"{namespaces} namespace" + ("" if namespaces == 1 else "s")
+    if "cluster" in scopes:
+        where = f"{where} and cluster scope" if namespaces else "cluster scope"
+    return f"{summary} in {where}"
+
+
+def build_message(
+    changes: Sequence[ObjectChange], *, max_objects: int = 500, max_fields: int = 20
+) -> CommitMessage:
+    """The commit message for a batch of effective changes (at least one)."""
+    if not changes:
+        raise ValueError("a commit message needs at least one change")
+    ordered = sorted(changes, key=lambda c: c.key.path)
+    subject = build_subject(ordered)
+    lines: list[str] = []
+    for change in ordered[:max_objects]:
+        line = f"{change.action} {change.kind} {_where(change.key)}"
+        if change.manager is not None:
+            line += f" by {change.manager.manager}"
+        if change.resource_version:
+            line += f" (resourceVersion {change.resource_version})"
+        lines.append(line)
+        lines.extend(f"  {field}" for field in change.fields[:max_fields])
+        if len(change.fields) > max_fields:
+            lines.append(f"  … and {len(change.fields) - max_fields} more fields")
+    if len(ordered) > max_objects:
+        lines.append(f"… and {len(ordered) - max_objects} more objects")
+
+    managers = Counter(c.manager.manager for c in ordered if c.manager is not None)
+    newest: dict[str, str] = {}
+    for c in ordered:
+        if c.manager is not None:
+            name = c.manager.manager
+            newest[name] = max(newest.get(name, ""), c.manager.time)
+    # most common first; ties go to the manager that acted last
+    ranked = sorted(managers, key=lambda name: (-managers[name], _neg(newest[name]), name))
+    author = ranked[0] if ranked else None
+
+    trailers = [f"Field-Manager: {name}" for name in ranked]
+    versions = [c.resource_version for c in ordered if c.resource_version]
+    if versions:
+        trailers.append(f"Resource-Version: {max(versions, key=_rv_order)}")
+    text = f"{subject}\n\n" + "\n".join(lines) + "\n"
+    if trailers:
+        text += "\n" + "\n".join(trailers) + "\n"
+    return CommitMessage(
+        subject=subject,
+        text=text,
+        author=author,
+        author_time=newest.get(author) if author else None,
+    )
+
+
+def _neg(time: str) -> tuple[int, ...]:
+    """Sort key that puts a later RFC 3339 time first."""
+    return tuple(-ord(ch) for ch in time)

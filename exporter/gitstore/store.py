@@ -1,0 +1,631 @@
+"""The git store: normalized objects into commits on the backup branch, and push.
+
+Objects are written straight into a bare repository's object database (no work tree, no index
+file). A commit rebuilds only the trees on the paths that changed, so its cost follows the
+number and depth of changed paths, not the size of the tree. The branch ref moves last, after
+every object it needs is on disk (libgit2 writes objects and refs by rename), so a process
+killed at any point leaves a valid repository whose branch tip is the last whole commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import pygit2
+import structlog
+
+from exporter.gitstore.errors import (
+    GitStoreError,
+    PushRejected,
+    RemoteUnreachable,
+    RepositoryLocked,
+)
+from exporter.gitstore.message import (
+    ObjectChange,
+    build_message,
+    changed_paths,
+    format_path,
+    load_yaml,
+    responsible_for_body,
+    responsible_for_paths,
+)
+from exporter.gitstore.settings import GitSettings
+from exporter.gitstore.transport import GitTransport, PushOutcome, backoff
+from exporter.messages import Change, Delete, FieldManager, Upsert
+
+log = structlog.get_logger()
+
+_BLOB = pygit2.enums.FileMode.BLOB
+_TREE = pygit2.enums.FileMode.TREE
+_LOCK_FILE = "kube2git.lock"
+_HEX = frozenset("0123456789abcdef")
+
+# path → new blob id, or None for a deletion
+TreeDelta = dict[str, pygit2.Oid | None]
+
+
+@dataclass(frozen=True, slots=True)
+class CommitInfo:
+    """What one commit recorded."""
+
+    id: str
+    parent: str | None
+    subject: str
+    message: str
+    author: str
+    """Name of the author: a field manager, or the exporter."""
+    added: tuple[str, ...]
+    modified: tuple[str, ...]
+    deleted: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    """What one :meth:`GitStore.push` did."""
+
+    remote_tip: str | None
+    """The commit the remote branch points at afterwards (``None``: nothing to push)."""
+    pushed: bool
+    """Whether the remote branch was updated by this call."""
+    replayed: int
+    """Commits rebuilt on top of a remote that had moved on."""
+    conflicts: tuple[str, ...]
+    """Paths both sides changed, resolved in favour of the cluster's state."""
+    attempts: int
+
+
+class GitStore:
+    """A bare repository whose backup branch receives the normalized objects.
+
+    Not for concurrent writers: a lock file held for the store's lifetime keeps a second
+    process out. Methods are thread-safe, so an async caller may use ``asyncio.to_thread``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        settings: GitSettings | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings or GitSettings()
+        self.path = Path(path)
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - retry jitter, not cryptography
+        self._lock = threading.RLock()
+        self._push_lock = threading.Lock()
+        self._ref = f"refs/heads/{self.settings.branch}"
+        self._tracking = f"refs/remotes/{self.settings.remote.name}/{self.settings.branch}"
+        if self.settings.fsync:
+            pygit2.settings.enable_fsync_gitdir(True)  # noqa: FBT003 - libgit2's API
+        self._repo = self._open()
+        self._lock_fd = self._acquire_writer_lock()
+        self._remove_stale_ref_locks()
+        self._loose = self._count_loose()
+        self._transport: GitTransport | None = None
+        log.debug("gitstore.opened", path=str(self.path), branch=self.settings.branch)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _open(self) -> pygit2.Repository:
+        try:
+            if (self.path / "HEAD").is_file() and (self.path / "objects").is_dir():
+                repo = pygit2.Repository(str(self.path))
+                if not repo.is_bare:
+                    raise GitStoreError(f"{self.path} is not a bare repository")
+                return repo
+            self.path.mkdir(parents=True, exist_ok=True)
+            return pygit2.init_repository(
+                str(self.path), bare=True, initial_head=self.settings.branch
+            )
+        except pygit2.GitError as exc:
+            raise GitStoreError(f"cannot open the repository {self.path}: {exc}") from exc
+
+    def _acquire_writer_lock(self) -> int:
+        fd = os.open(self.path / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RepositoryLocked(f"another process writes to {self.path}") from None
+        return fd
+
+    def _remove_stale_ref_locks(self) -> None:
+        """Drop ``.lock`` files a killed writer left on our refs; we hold the writer lock."""
+        for ref in (self._ref, self._tracking, "packed-refs"):
+            stale = self.path / f"{ref}.lock"
+            if stale.exists():
+                log.warning("gitstore.stale_lock_removed", file=str(stale))
+                stale.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Release the writer lock and the repository."""
+        with self._lock:
+            if self._transport is not None:
+                self._transport.close()
+                self._transport = None
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
+            self._repo.free()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def head(self) -> str | None:
+        """The branch tip's commit id, or ``None`` before the first commit."""
+        with self._lock:
+            tip = self._tip()
+            return None if tip is None else str(tip.id)
+
+    def _tip(self) -> pygit2.Commit | None:
+        ref = self._repo.references.get(self._ref)
+        if ref is None:
+            return None
+        commit: pygit2.Commit = ref.peel(pygit2.Commit)
+        return commit
+
+    def _tracked(self) -> pygit2.Commit | None:
+        ref = self._repo.references.get(self._tracking)
+        if ref is None:
+            return None
+        try:
+            commit: pygit2.Commit = ref.peel(pygit2.Commit)
+        except (KeyError, pygit2.GitError):
+            return None  # the tracked commit may be gone after a manual gc
+        return commit
+
+    @staticmethod
+    def blob_id(content: bytes) -> str:
+        """The id ``content`` has (or would have) as a blob; no write."""
+        return str(pygit2.hash(content))
+
+    def read(self, path: str) -> bytes | None:
+        """The content of ``path`` at the branch tip, or ``None``."""
+        with self._lock:
+            tip = self._tip()
+            if tip is None:
+                return None
+            try:
+                entry = tip.tree[path]
+            except KeyError:
+                return None
+            if not isinstance(entry, pygit2.Blob):
+                return None
+            return entry.data
+
+    def index(self) -> dict[str, str]:
+        """Every file path at the branch tip → its blob id (hex), for resume and resync."""
+        with self._lock:
+            tip = self._tip()
+            if tip is None:
+                return {}
+            out: dict[str, str] = {}
+            self._walk(tip.tree, "", out)
+            return out
+
+    def _walk(self, tree: pygit2.Tree, prefix: str, out: dict[str, str]) -> None:
+        for entry in tree:
+            if entry.type_str == "tree":
+                assert isinstance(entry, pygit2.Tree)
+                self._walk(entry, f"{prefix}{entry.name}/", out)
+            else:
+                out[f"{prefix}{entry.name}"] = str(entry.id)
+
+    # -- committing --------------------------------------------------------------------------
+
+    def commit(self, changes: Sequence[Change]) -> CommitInfo | None:
+        """Record ``changes`` as one commit; ``None`` (and no commit) when nothing changed.
+
+        Later changes to the same path win. An upsert whose content is already there and a
+        delete of an absent path change nothing.
+        """
+        with self._lock:
+            try:
+                return self._commit(changes)
+            except pygit2.GitError as exc:
+                raise GitStoreError(f"commit to {self.path} failed: {exc}") from exc
+
+    def _commit(self, changes: Sequence[Change]) -> CommitInfo | None:
+        latest: dict[str, Change] = {}
+        for change in changes:
+            latest.pop(change.key.path, None)  # keep the last one, in its position
+            latest[change.key.path] = change
+        tip = self._tip()
+        tree = tip.tree if tip is not None else None
+        delta: TreeDelta = {}
+        described: list[ObjectChange] = []
+        for path, change in latest.items():
+            old = self._blob_at(tree, path)
+            if isinstance(change, Delete):
+                if old is None:
+                    continue
+                delta[path] = None
+                described.append(
+                    ObjectChange(
+                        "deleted", change.key, change.kind, resource_version=change.resource_version
+                    )
+                )
+                continue
+            new = pygit2.hash(change.content)
+            if new == old:
+                continue
+            self._repo.create_blob(change.content)
+            delta[path] = new
+            described.append(self._describe(change, old))
+        if not delta:
+            return None
+        new_tree, written = self._apply(tree, delta)
+        if tree is not None and new_tree == tree.id:
+            return None
+        message = build_message(
+            described,
+            max_objects=self.settings.message_max_objects,
+            max_fields=self.settings.message_max_fields,
+        )
+        committer = self._exporter_signature()
+        author = self._author(message.author, message.author_time) or committer
+        oid = self._repo.create_commit(
+            None, author, committer, message.text, new_tree, [tip.id] if tip else []
+        )
+        self._repo.references.create(self._ref, oid, force=True)
+        self._loose += len(delta) + written + 1
+        info = CommitInfo(
+            id=str(oid),
+            parent=str(tip.id) if tip else None,
+            subject=message.subject,
+            message=message.text,
+            author=author.name,
+            added=tuple(c.key.path for c in described if c.action == "added"),
+            modified=tuple(c.key.path for c in described if c.action == "modified"),
+            deleted=tuple(c.key.path for c in described if c.action == "deleted"),
+        )
+        log.info(
+            "gitstore.committed",
+            commit=info.id[:12],
+            subject=info.subject,
+            author=info.author,
+            added=len(info.added),
+            modified=len(info.modified),
+            deleted=len(info.deleted),
+        )
+        if self._loose > self.settings.pack.loose_objects_threshold:
+            self.pack()
+        return info
+
+    def _describe(self, change: Upsert, old: pygit2.Oid | None) -> ObjectChange:
+        """What a message says about an upsert: fields changed and who changed them."""
+        if old is None:
+            creator = responsible_for_body(change.managers, change.body)
+            return ObjectChange(
+                "added", change.key, change.kind, (), creator, change.resource_version
+            )
+        fields: tuple[str, ...] = ()
+        manager: FieldManager | None = None
+        try:
+            blob = self._repo[old]
+            assert isinstance(blob, pygit2.Blob)
+            paths = changed_paths(load_yaml(blob.data), _plain(change.body))
+        except Exception as exc:  # noqa: BLE001 - an unreadable old file only costs the diff
+            log.warning("gitstore.diff_failed", path=change.key.path, error=str(exc))
+            paths = []
+        if paths:
+            fields = tuple(format_path(p) for p in paths)
+            manager = responsible_for_paths(change.managers, paths)
+        return ObjectChange(
+            "modified", change.key, change.kind, fields, manager, change.resource_version
+        )
+
+    def _exporter_signature(self) -> pygit2.Signature:
+        return pygit2.Signature(self.settings.author_name, self.settings.author_email)
+
+    def _author(self, manager: str | None, when: str | None) -> pygit2.Signature | None:
+        if manager is None:
+            return None
+        email = f"{manager}@{self.settings.manager_email_domain}"
+        if when:
+            with contextlib.suppress(ValueError):
+                moment = datetime.fromisoformat(when)
+                offset = moment.utcoffset()
+                minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+                return pygit2.Signature(manager, email, int(moment.timestamp()), minutes)
+        return pygit2.Signature(manager, email)
+
+    def _blob_at(self, tree: pygit2.Tree | None, path: str) -> pygit2.Oid | None:
+        if tree is None:
+            return None
+        try:
+            entry = tree[path]
+        except KeyError:
+            return None
+        return entry.id if entry.type_str == "blob" else None
+
+    def _apply(self, tree: pygit2.Tree | None, delta: TreeDelta) -> tuple[pygit2.Oid, int]:
+        """Write the trees along the changed paths; returns the root and how many were written."""
+        nested: dict[str, Any] = {}
+        for path, oid in delta.items():
+            *dirs, leaf = path.split("/")
+            node = nested
+            for name in dirs:
+                node = node.setdefault(name, {})
+            node[leaf] = oid
+        counter = [0]
+        root = self._build(tree, nested, counter)
+        if root is None:
+            root = self._repo.TreeBuilder().write()
+            counter[0] += 1
+        return root, counter[0]
+
+    def _build(
+        self, tree: pygit2.Tree | None, changes: Mapping[str, Any], counter: list[int]
+    ) -> pygit2.Oid | None:
+        builder = self._repo.TreeBuilder(tree) if tree is not None else self._repo.TreeBuilder()
+        for name, change in changes.items():
+            existing = builder.get(name)
+            if isinstance(change, dict):
+                subtree = existing if isinstance(existing, pygit2.Tree) else None
+                oid = self._build(subtree, change, counter)
+                if oid is None:
+                    if existing is not None:
+                        builder.remove(name)
+                else:
+                    builder.insert(name, oid, _TREE)
+            elif change is None:
+                if existing is not None:
+                    builder.remove(name)
+            else:
+                builder.insert(name, change, _BLOB)
+        if len(builder) == 0:
+            return None
+        counter[0] += 1
+        written: pygit2.Oid = builder.write()
+        return written
+
+    # -- packing -----------------------------------------------------------------------------
+
+    def _loose_objects(self) -> Iterator[tuple[str, Path]]:
+        objects = self.path / "objects"
+        for fan in os.scandir(objects):
+            if len(fan.name) != 2 or not fan.is_dir() or not set(fan.name) <= _HEX:
+                continue
+            for entry in os.scandir(fan.path):
+                if len(entry.name) == 38 and set(entry.name) <= _HEX:
+                    yield fan.name + entry.name, Path(entry.path)
+
+    def _count_loose(self) -> int:
+        return sum(1 for _ in self._loose_objects())
+
+    def pack(self) -> int:
+        """Pack the loose objects (libgit2 writes one file per object); returns how many.
+
+        The new pack and its index are complete on disk before any loose object is removed.
+        Past ``max_packs`` packs, everything is repacked into one.
+        """
+        with self._lock:
+            started = time.monotonic()
+            loose = list(self._loose_objects())
+            pack_dir = self.path / "objects" / "pack"
+            old_packs = sorted(pack_dir.glob("pack-*.pack"))
+            consolidate = len(old_packs) >= self.settings.pack.max_packs
+            if not loose and not consolidate:
+                return 0
+            builder = pygit2.PackBuilder(self._repo)
+            builder.set_threads(self.settings.pack.threads)
+            if consolidate:
+                for oid in self._repo.odb:
+                    builder.add(oid)
+            else:
+                for hexid, _ in loose:
+                    builder.add(pygit2.Oid(hex=hexid))
+            builder.write(str(pack_dir))
+            written = builder.written_objects_count
+            for _, file in loose:
+                file.unlink(missing_ok=True)
+            if consolidate:
+                for old in old_packs:
+                    for suffix in (".idx", ".rev", ".keep", ".bitmap", ".pack"):
+                        old.with_suffix(suffix).unlink(missing_ok=True)
+            self._loose = 0
+            log.info(
+                "gitstore.packed",
+                objects=written,
+                loose=len(loose),
+                consolidated=consolidate,
+                seconds=round(time.monotonic() - started, 3),
+            )
+            return len(loose)
+
+    # -- pushing -----------------------------------------------------------------------------
+
+    def _remote(self) -> GitTransport:
+        if not self.settings.remote.url:
+            raise GitStoreError("no remote URL is configured")
+        if self._transport is None:
+            self._transport = GitTransport(self.path, self.settings.remote)
+        return self._transport
+
+    def push(self) -> PushResult:
+        """Bring the remote branch up to the local tip, never forcing.
+
+        A remote that moved on is fetched and our unpushed commits are rebuilt on top of it
+        (a path both sides changed takes our content: the cluster's current state). Failures
+        to reach the remote are retried after the configured delays; authentication and
+        host-key failures are not.
+        """
+        with self._push_lock:
+            transport = self._remote()
+            remote = self.settings.remote
+            delays = backoff(remote.retry_delays, remote.retry_jitter, self._rng)
+            attempts = replays = replayed = 0
+            conflicts: list[str] = []
+            while True:
+                attempts += 1
+                with self._lock:
+                    tip = self._tip()
+                    tracked = self._tracked()
+                if tip is None:
+                    return PushResult(
+                        None, pushed=False, replayed=0, conflicts=(), attempts=attempts
+                    )
+                if tracked is not None and tracked.id == tip.id:
+                    return PushResult(
+                        str(tip.id),
+                        pushed=False,
+                        replayed=replayed,
+                        conflicts=tuple(conflicts),
+                        attempts=attempts,
+                    )
+                try:
+                    outcome = transport.push(str(tip.id), self.settings.branch)
+                    if outcome is PushOutcome.BEHIND:
+                        if replays >= remote.max_replays:
+                            raise PushRejected(
+                                f"push to {transport.safe_url}: the remote kept moving on "
+                                f"through {replays} replays"
+                            )
+                        replays += 1
+                        transport.fetch(self.settings.branch, self._tracking)
+                        count, clashes = self._replay()
+                        replayed += count
+                        conflicts += clashes
+                        continue
+                except RemoteUnreachable as exc:
+                    delay = next(delays, None)
+                    if delay is None:
+                        raise
+                    log.warning(
+                        "gitstore.push_retry",
+                        error=str(exc),
+                        attempt=attempts,
+                        delay=round(delay, 2),
+                    )
+                    self._sleep(delay)
+                    continue
+                with self._lock:
+                    self._repo.references.create(self._tracking, tip.id, force=True)
+                log.info(
+                    "gitstore.pushed",
+                    commit=str(tip.id)[:12],
+                    outcome=outcome.value,
+                    replayed=replayed,
+                    conflicts=len(conflicts),
+                    **transport.describe(),
+                )
+                return PushResult(
+                    str(tip.id),
+                    pushed=True,
+                    replayed=replayed,
+                    conflicts=tuple(conflicts),
+                    attempts=attempts,
+                )
+
+    def _replay(self) -> tuple[int, list[str]]:
+        """Rebuild our commits since the merge base on top of the fetched remote tip."""
+        with self._lock:
+            remote = self._tracked()
+            local = self._tip()
+            if remote is None or local is None or remote.id == local.id:
+                return 0, []
+            if self._repo.descendant_of(local.id, remote.id):
+                return 0, []  # a fast-forward after all (the remote moved back): push again
+            if self._repo.descendant_of(remote.id, local.id):
+                self._repo.references.create(self._ref, remote.id, force=True)
+                return 0, []
+            base_id = self._repo.merge_base(local.id, remote.id)
+            ours: list[pygit2.Commit] = []
+            cursor: pygit2.Commit | None = local
+            while cursor is not None and cursor.id != base_id:
+                ours.append(cursor)
+                cursor = cursor.parents[0] if cursor.parents else None
+            ours.reverse()
+            base_tree = self._repo[base_id].peel(pygit2.Tree) if base_id else None
+            theirs = self._delta(base_tree, remote.tree)
+            new_tip = remote
+            conflicts: list[str] = []
+            replayed = 0
+            for commit in ours:
+                parent_tree = commit.parents[0].tree if commit.parents else None
+                delta = self._delta(parent_tree, commit.tree)
+                clashes = [p for p in delta if p in theirs and theirs[p] != delta[p]]
+                conflicts += clashes
+                new_tree, _ = self._apply(new_tip.tree, delta)
+                if new_tree == new_tip.tree.id:
+                    continue
+                oid = self._repo.create_commit(
+                    None,
+                    commit.author,
+                    self._exporter_signature(),
+                    commit.message,
+                    new_tree,
+                    [new_tip.id],
+                )
+                new_tip = self._repo[oid].peel(pygit2.Commit)
+                replayed += 1
+            self._repo.references.create(self._ref, new_tip.id, force=True)
+            log.warning(
+                "gitstore.replayed",
+                onto=str(remote.id)[:12],
+                commits=replayed,
+                skipped=len(ours) - replayed,
+                conflicts=len(conflicts),
+                conflict_paths=conflicts[:20],
+                resolution="cluster state wins" if conflicts else None,
+            )
+            return replayed, conflicts
+
+    def _delta(self, old: pygit2.Tree | None, new: pygit2.Tree | None) -> TreeDelta:
+        """Paths whose blob differs between two trees → the new blob (``None``: removed)."""
+        out: TreeDelta = {}
+        self._diff(old, new, "", out)
+        return out
+
+    def _diff(
+        self, old: pygit2.Tree | None, new: pygit2.Tree | None, prefix: str, out: TreeDelta
+    ) -> None:
+        if old is not None and new is not None and old.id == new.id:
+            return
+        left = {e.name: e for e in old} if old is not None else {}
+        right = {e.name: e for e in new} if new is not None else {}
+        for name in left.keys() | right.keys():
+            a, b = left.get(name), right.get(name)
+            if a is not None and b is not None and a.id == b.id:
+                continue
+            a_tree = a if isinstance(a, pygit2.Tree) else None
+            b_tree = b if isinstance(b, pygit2.Tree) else None
+            if a_tree is not None or b_tree is not None:
+                self._diff(a_tree, b_tree, f"{prefix}{name}/", out)
+            if b is not None and b_tree is None:
+                out[f"{prefix}{name}"] = b.id
+            elif a is not None and a_tree is None and b is None:
+                out[f"{prefix}{name}"] = None
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy as plain dicts and lists, the form ``jsonpatch`` compares."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
