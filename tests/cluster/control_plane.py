@@ -1,0 +1,696 @@
+"""Start, drive and stop a real local control plane made of plain processes on loopback.
+
+A cluster lives in one directory: PKI, kubeconfigs, etcd data, one log per component under
+``logs/``, one pid file per component under ``pids/`` and ``cluster.json`` (ports, URLs and the
+exact command of each component, so another process can restart or stop it). Helpers talk plain
+HTTPS with the admin client certificate, so they need no Kubernetes client library.
+
+Errors: ``ClusterError`` (a component did not start, a helper's API call failed or timed out).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.cluster import pki
+from tests.cluster.build import KWOK_STAGES
+
+ADMIN = pki.Identity("kube2git-admin", ("system:masters",))
+RESTRICTED = pki.Identity("kube2git-restricted", ("kube2git:restricted",))
+"""Authenticated but bound to no role: least-privilege tests grant it exactly what they need."""
+_CONTROLLER_MANAGER = pki.Identity("system:kube-controller-manager")
+_SCHEDULER = pki.Identity("system:kube-scheduler")
+_KWOK = pki.Identity("kwok", ("system:masters",))
+
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+SERVICE_CIDR = "10.0.0.0/24"
+_STOP_ORDER = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+_AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+# One event per request (plus ResponseStarted for watches): count stage == ResponseComplete.
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+"""
+
+
+class ClusterError(RuntimeError):
+    """The control plane or one of its helpers failed."""
+
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """An API reply: status, headers (lower-cased names) and the decoded JSON body if any."""
+
+    status: int
+    headers: dict[str, str]
+    body: JSON
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ask the kernel for distinct free loopback ports (all bound at once, then released)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
+def _pid_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie waiting for its parent."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
+
+
+def _pid_runs(pid: int, binary: str) -> bool:
+    """Guard against pid reuse: only signal a process that still runs our binary."""
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+    except FileNotFoundError:
+        return False
+    return argv0.decode(errors="replace") == binary and _pid_alive(pid)
+
+
+def _wait_until(
+    what: str, check: Callable[[], bool], *, timeout: float, interval: float = 0.2
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return
+        if time.monotonic() > deadline:
+            raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class ControlPlane:
+    """Handle on a cluster directory; every method works from a fresh process as well."""
+
+    directory: Path
+    server: str
+    etcd_url: str
+    bin_dir: Path
+    commands: dict[str, list[str]]
+    _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
+
+    # ---- paths -------------------------------------------------------------------------------
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Cluster-admin kubeconfig (user ``kube2git-admin``, group ``system:masters``)."""
+        return self.directory / "kubeconfig"
+
+    @property
+    def restricted_kubeconfig(self) -> Path:
+        """Kubeconfig of ``kube2git-restricted``, which RBAC grants nothing by default."""
+        return self.directory / "restricted.kubeconfig"
+
+    @property
+    def restricted_user(self) -> str:
+        """User name of the restricted identity, for RoleBindings and ``apf_reject``."""
+        return RESTRICTED.user
+
+    @property
+    def audit_log(self) -> Path:
+        """JSON-lines audit log, Metadata level for every request."""
+        return self.directory / "audit.log"
+
+    @property
+    def ca_file(self) -> Path:
+        """The cluster CA, to verify the API server's certificate."""
+        return self.directory / "pki" / "ca.crt"
+
+    def log(self, component: str) -> Path:
+        """Log file of one component (``etcd``, ``kube-apiserver``, ...)."""
+        return self.directory / "logs" / f"{component}.log"
+
+    # ---- persistence -------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, directory: Path) -> ControlPlane:
+        """Attach to a cluster that ``start`` wrote into ``directory``."""
+        state = json.loads((directory / "cluster.json").read_text())
+        return cls(
+            directory=directory,
+            server=state["server"],
+            etcd_url=state["etcd_url"],
+            bin_dir=Path(state["bin_dir"]),
+            commands=state["commands"],
+        )
+
+    def _save(self) -> None:
+        state = {
+            "server": self.server,
+            "etcd_url": self.etcd_url,
+            "bin_dir": str(self.bin_dir),
+            "commands": self.commands,
+        }
+        (self.directory / "cluster.json").write_text(json.dumps(state, indent=2) + "\n")
+
+    # ---- processes ---------------------------------------------------------------------------
+
+    def _pid_file(self, component: str) -> Path:
+        return self.directory / "pids" / f"{component}.pid"
+
+    def _launch(self, component: str) -> None:
+        # Own session: the processes outlive `up` and a Ctrl-C in the caller's terminal.
+        with self.log(component).open("ab") as log:
+            proc = subprocess.Popen(
+                self.commands[component],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._procs[component] = proc
+        self._pid_file(component).write_text(f"{proc.pid}\n")
+
+    def _stop(self, component: str, *, timeout: float = 20.0) -> None:
+        pid_file = self._pid_file(component)
+        if not pid_file.exists():
+            return
+        pid = int(pid_file.read_text())
+        binary = self.commands[component][0]
+        if _pid_runs(pid, binary):
+            os.kill(pid, signal.SIGTERM)
+            proc = self._procs.pop(component, None)
+            try:
+                if proc is not None:
+                    proc.wait(timeout)
+                else:
+                    _wait_until(
+                        f"{component} to exit", lambda: not _pid_alive(pid), timeout=timeout
+                    )
+            except (subprocess.TimeoutExpired, ClusterError):
+                if _pid_runs(pid, binary):
+                    os.kill(pid, signal.SIGKILL)
+                if proc is not None:
+                    proc.wait(5)
+        pid_file.unlink()
+
+    def running(self, component: str) -> bool:
+        """Whether the component's recorded process is alive."""
+        pid_file = self._pid_file(component)
+        if not pid_file.exists():
+            return False
+        return _pid_runs(int(pid_file.read_text()), self.commands[component][0])
+
+    def stop(self) -> None:
+        """Stop every component, newest layer first, so none logs errors about a dead peer."""
+        for component in _STOP_ORDER:
+            if component in self.commands:
+                self._stop(component)
+
+    def _check_alive(self, component: str) -> None:
+        if not self.running(component):
+            tail = self.log(component).read_text(errors="replace")[-3000:]
+            raise ClusterError(f"{component} exited during startup; log tail:\n{tail}")
+
+    # ---- HTTP --------------------------------------------------------------------------------
+
+    def _ssl_context(self, identity: str) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        pki_dir = self.directory / "pki"
+        context.load_cert_chain(pki_dir / f"{identity}.crt", pki_dir / f"{identity}.key")
+        return context
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: JSON | None = None,
+        *,
+        identity: str = "admin",
+        impersonate: str | None = None,
+        content_type: str = "application/json",
+        timeout: float = 30.0,
+    ) -> Response:
+        """One API call with a client certificate (``admin`` or ``restricted``); never raises on
+        an HTTP error status, so callers can assert on 403/409/410/429 directly."""
+        url = urllib.parse.urlsplit(self.server)
+        conn = http.client.HTTPSConnection(
+            url.hostname or "127.0.0.1",
+            url.port,
+            context=self._ssl_context(identity),
+            timeout=timeout,
+        )
+        headers = {"Accept": "application/json"}
+        if impersonate is not None:
+            headers["Impersonate-User"] = impersonate
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        try:
+            conn.request(method, path, body=payload, headers=headers)
+            reply = conn.getresponse()
+            raw = reply.read()
+            response_headers = {name.lower(): value for name, value in reply.getheaders()}
+        finally:
+            conn.close()
+        try:
+            decoded = json.loads(raw) if raw else {}
+        except ValueError:
+            decoded = {"raw": raw.decode(errors="replace")}
+        return Response(reply.status, response_headers, decoded)
+
+    def _ok(self, response: Response, *expected: int) -> JSON:
+        if response.status not in (expected or (200, 201)):
+            raise ClusterError(f"API call failed: {response.status} {response.body}")
+        return response.body
+
+    def _apply(self, path: str, body: JSON) -> JSON:
+        """Create, or replace if it exists, keeping the helper idempotent across reruns."""
+        created = self.request("POST", path, body)
+        if created.status != 409:
+            return self._ok(created)
+        name = body["metadata"]["name"]
+        current = self._ok(self.request("GET", f"{path}/{name}"))
+        body = {**body, "metadata": {**body["metadata"], **_rv(current)}}
+        return self._ok(self.request("PUT", f"{path}/{name}", body))
+
+    def ready(self) -> bool:
+        """Whether the API server answers ``/readyz`` with 200."""
+        try:
+            return self.request("GET", "/readyz", timeout=5).status == 200
+        except OSError:
+            return False
+
+    def _etcd(self, path: str, body: JSON) -> JSON:
+        url = urllib.parse.urlsplit(self.etcd_url)
+        conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30)
+        try:
+            conn.request("POST", path, body=json.dumps(body), headers={"Accept": "*/*"})
+            reply = conn.getresponse()
+            decoded: JSON = json.loads(reply.read() or b"{}")
+        finally:
+            conn.close()
+        if reply.status != 200:
+            raise ClusterError(f"etcd {path} failed: {reply.status} {decoded}")
+        return decoded
+
+    def _etcd_healthy(self) -> bool:
+        url = urllib.parse.urlsplit(self.etcd_url)
+        conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=5)
+        try:
+            conn.request("GET", "/health")
+            health: JSON = json.loads(conn.getresponse().read())
+            return health.get("health") == "true"
+        except (OSError, ValueError):
+            return False
+        finally:
+            conn.close()
+
+    # ---- test helpers ------------------------------------------------------------------------
+
+    def restart_apiserver(self, *, timeout: float = 120.0) -> None:
+        """Stop and start kube-apiserver on the same port: every open watch ends, and the new
+        watch cache starts at the current revision (old resourceVersions become too old)."""
+        self._stop("kube-apiserver")
+        self._launch("kube-apiserver")
+        self._wait_apiserver(timeout)
+
+    def compact_etcd(self) -> int:
+        """Compact etcd to its current revision and return it: any resourceVersion older than
+        that now gets 410 Gone from etcd (the API server's watch cache may still hold some)."""
+        header = self._etcd("/v3/kv/range", {"key": base64.b64encode(b"/").decode()})["header"]
+        revision = int(header["revision"])
+        with contextlib.suppress(ClusterError):  # already compacted at this revision is fine
+            self._etcd("/v3/kv/compaction", {"revision": revision, "physical": True})
+        return revision
+
+    @contextlib.contextmanager
+    def apf_reject(self, user: str = RESTRICTED.user, *, timeout: float = 60.0) -> Iterator[None]:
+        """While active, API Priority and Fairness answers every request of ``user`` with 429
+        and ``Retry-After``: a FlowSchema sends the user to a priority level with no seats
+        that rejects instead of queueing. Entered only once the rejection is observed."""
+        name = f"kube2git-test-reject-{secrets.token_hex(4)}"
+        base = "/apis/flowcontrol.apiserver.k8s.io/v1"
+        level = {
+            "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+            "kind": "PriorityLevelConfiguration",
+            "metadata": {"name": name},
+            "spec": {
+                "type": "Limited",
+                "limited": {
+                    "nominalConcurrencyShares": 0,
+                    "lendablePercent": 0,
+                    "borrowingLimitPercent": 0,
+                    "limitResponse": {"type": "Reject"},
+                },
+            },
+        }
+        schema = {
+            "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+            "kind": "FlowSchema",
+            "metadata": {"name": name},
+            "spec": {
+                "priorityLevelConfiguration": {"name": name},
+                "matchingPrecedence": 50,
+                "distinguisherMethod": {"type": "ByUser"},
+                "rules": [
+                    {
+                        "subjects": [{"kind": "User", "user": {"name": user}}],
+                        "resourceRules": [
+                            {
+                                "verbs": ["*"],
+                                "apiGroups": ["*"],
+                                "resources": ["*"],
+                                "clusterScope": True,
+                                "namespaces": ["*"],
+                            }
+                        ],
+                        "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                    }
+                ],
+            },
+        }
+
+        def probe() -> int:
+            # Admin is exempt from APF; impersonation is resolved before APF classifies.
+            return self.request("GET", "/api/v1/namespaces/default/pods", impersonate=user).status
+
+        self._ok(self.request("POST", f"{base}/prioritylevelconfigurations", level))
+        try:
+            self._ok(self.request("POST", f"{base}/flowschemas", schema))
+            try:
+                _wait_until("APF to reject the user", lambda: probe() == 429, timeout=timeout)
+                yield
+            finally:
+                self._ok(self.request("DELETE", f"{base}/flowschemas/{name}"), 200, 202, 404)
+                _wait_until("APF to admit the user", lambda: probe() != 429, timeout=timeout)
+        finally:
+            self._ok(
+                self.request("DELETE", f"{base}/prioritylevelconfigurations/{name}"), 200, 202, 404
+            )
+
+    def create_crd(
+        self,
+        group: str,
+        kind: str,
+        plural: str,
+        *,
+        version: str = "v1",
+        scope: str = "Namespaced",
+        schema: JSON | None = None,
+        timeout: float = 60.0,
+    ) -> str:
+        """Create (or replace) a CustomResourceDefinition and wait until its resource is served;
+        the default schema accepts any fields. Returns the CRD name ``<plural>.<group>``."""
+        name = f"{plural}.{group}"
+        crd = {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": name},
+            "spec": {
+                "group": group,
+                "scope": scope,
+                "names": {
+                    "kind": kind,
+                    "listKind": f"{kind}List",
+                    "plural": plural,
+                    "singular": kind.lower(),
+                },
+                "versions": [
+                    {
+                        "name": version,
+                        "served": True,
+                        "storage": True,
+                        "schema": {
+                            "openAPIV3Schema": schema
+                            or {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                        },
+                    }
+                ],
+            },
+        }
+        self._apply("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+
+        def served() -> bool:
+            got = self.request(
+                "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+            )
+            conditions = got.body.get("status", {}).get("conditions", [])
+            established = any(
+                c["type"] == "Established" and c["status"] == "True" for c in conditions
+            )
+            return (
+                established
+                and self.request("GET", f"/apis/{group}/{version}/{plural}").status == 200
+            )
+
+        _wait_until(f"CRD {name} to be served", served, timeout=timeout)
+        return name
+
+    def create_kwok_nodes(self, count: int, *, timeout: float = 120.0) -> list[str]:
+        """Create ``count`` fake nodes that kwok keeps Ready (and runs pods on); returns their
+        names once every one reports Ready. Names are unique per call."""
+        prefix = f"kwok-{secrets.token_hex(3)}"
+        names = [f"{prefix}-{index}" for index in range(count)]
+        for name in names:
+            node = {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "annotations": {
+                        KWOK_NODE_ANNOTATION: "fake",
+                        "node.alpha.kubernetes.io/ttl": "0",
+                    },
+                    "labels": {
+                        "type": "kwok",
+                        "kubernetes.io/hostname": name,
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                    },
+                },
+            }
+            self._ok(self.request("POST", "/api/v1/nodes", node))
+
+        def all_ready() -> bool:
+            for name in names:
+                got = self.request("GET", f"/api/v1/nodes/{name}").body
+                conditions = got.get("status", {}).get("conditions", [])
+                if not any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                    return False
+            return True
+
+        _wait_until(f"{count} kwok nodes to be Ready", all_ready, timeout=timeout, interval=0.5)
+        return names
+
+    # ---- startup -----------------------------------------------------------------------------
+
+    def _wait_apiserver(self, timeout: float) -> None:
+        def ready() -> bool:
+            self._check_alive("kube-apiserver")
+            return self.ready()
+
+        _wait_until("kube-apiserver /readyz", ready, timeout=timeout)
+
+
+def _rv(obj: JSON) -> JSON:
+    return {"resourceVersion": obj["metadata"]["resourceVersion"]}
+
+
+def _write_pki(directory: Path, server: str, ports_host: str) -> None:
+    pki_dir = directory / "pki"
+    pki_dir.mkdir(parents=True)
+    ca = pki.CertificateAuthority(pki_dir)
+    pki.service_account_keys(pki_dir)
+    service_ip = "10.0.0.1"  # first address of SERVICE_CIDR: the `kubernetes` Service
+    ca.serving(
+        "apiserver",
+        dns=[
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ],
+        ips=[ports_host, service_ip],
+    )
+    clients = {
+        "admin": (ADMIN, directory / "kubeconfig"),
+        "restricted": (RESTRICTED, directory / "restricted.kubeconfig"),
+        "controller-manager": (_CONTROLLER_MANAGER, directory / "controller-manager.kubeconfig"),
+        "scheduler": (_SCHEDULER, directory / "scheduler.kubeconfig"),
+        "kwok": (_KWOK, directory / "kwok.kubeconfig"),
+    }
+    for stem, (identity, path) in clients.items():
+        pair = ca.client(stem, identity)
+        path.write_text(pki.kubeconfig(server, ca.pem, pair, identity.user))
+        path.chmod(0o600)
+
+
+def _commands(
+    directory: Path, bin_dir: Path, etcd_ports: tuple[int, int], apiserver_port: int
+) -> dict[str, list[str]]:
+    d, p = directory, directory / "pki"
+    client, peer = etcd_ports
+    etcd_url = f"http://127.0.0.1:{client}"
+    return {
+        "etcd": [
+            str(bin_dir / "etcd"),
+            "--name=default",
+            f"--data-dir={d / 'etcd'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-cluster=default=http://127.0.0.1:{peer}",
+            "--quota-backend-bytes=8589934592",
+            "--unsafe-no-fsync",  # throwaway data: durability is not worth the fsync latency
+            "--log-level=warn",
+        ],
+        "kube-apiserver": [
+            str(bin_dir / "kube-apiserver"),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={apiserver_port}",
+            f"--tls-cert-file={p / 'apiserver.crt'}",
+            f"--tls-private-key-file={p / 'apiserver.key'}",
+            f"--client-ca-file={p / 'ca.crt'}",
+            f"--service-account-key-file={p / 'sa.pub'}",
+            f"--service-account-signing-key-file={p / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=Node,RBAC",
+            f"--audit-policy-file={d / 'audit-policy.yaml'}",
+            f"--audit-log-path={d / 'audit.log'}",
+            "--audit-log-maxsize=0",  # no rotation: benchmarks read one file
+            "--watch-cache=true",
+            "--event-ttl=10m",
+            # Endpoints of the `kubernetes` Service may not be loopback addresses.
+            "--endpoint-reconciler-type=none",
+            "--profiling=false",
+            "--v=1",
+        ],
+        "kube-controller-manager": [
+            str(bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={d / 'controller-manager.kubeconfig'}",
+            "--secure-port=0",
+            "--leader-elect=false",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={p / 'sa.key'}",
+            f"--root-ca-file={p / 'ca.crt'}",
+            f"--cluster-signing-cert-file={p / 'ca.crt'}",
+            f"--cluster-signing-key-file={p / 'ca.key'}",
+            "--v=1",
+        ],
+        "kube-scheduler": [
+            str(bin_dir / "kube-scheduler"),
+            f"--kubeconfig={d / 'scheduler.kubeconfig'}",
+            "--secure-port=0",
+            "--leader-elect=false",
+            "--v=1",
+        ],
+        "kwok": [
+            str(bin_dir / "kwok"),
+            f"--kubeconfig={d / 'kwok.kubeconfig'}",
+            f"--config={bin_dir / KWOK_STAGES}",
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+            "--node-lease-duration-seconds=40",
+            "--cidr=10.244.0.0/16",
+            "--node-ip=10.1.0.1",
+        ],
+    }
+
+
+def start(
+    directory: Path,
+    bin_dir: Path,
+    *,
+    controllers: bool = False,
+    kwok: bool = False,
+    timeout: float = 120.0,
+) -> ControlPlane:
+    """Start etcd and kube-apiserver (plus, on request, the controller manager, scheduler and
+    kwok) in an empty ``directory``; returns once ``/readyz`` answers."""
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    if (directory / "cluster.json").exists():
+        previous = ControlPlane.load(directory)
+        if any(previous.running(name) for name in previous.commands):
+            raise ClusterError(f"{directory} holds a running cluster; run `down` first")
+    # A stopped cluster's state is discarded (its logs are kept): every start is a fresh cluster.
+    for stale in ("pki", "etcd", "pids"):
+        shutil.rmtree(directory / stale, ignore_errors=True)
+    for stale in ("cluster.json", "audit.log"):
+        (directory / stale).unlink(missing_ok=True)
+    for sub in ("logs", "pids"):
+        (directory / sub).mkdir(exist_ok=True)
+    etcd_client, etcd_peer, apiserver_port = _free_ports(3)
+    server = f"https://127.0.0.1:{apiserver_port}"
+    _write_pki(directory, server, "127.0.0.1")
+    (directory / "audit-policy.yaml").write_text(_AUDIT_POLICY)
+    commands = _commands(directory, bin_dir, (etcd_client, etcd_peer), apiserver_port)
+    wanted = ["etcd", "kube-apiserver"]
+    if controllers:
+        wanted += ["kube-controller-manager", "kube-scheduler"]
+    if kwok:
+        wanted.append("kwok")
+    cluster = ControlPlane(
+        directory=directory,
+        server=server,
+        etcd_url=f"http://127.0.0.1:{etcd_client}",
+        bin_dir=bin_dir,
+        commands={name: commands[name] for name in wanted},
+    )
+    cluster._save()
+    try:
+        cluster._launch("etcd")
+
+        def etcd_ready() -> bool:
+            cluster._check_alive("etcd")
+            return cluster._etcd_healthy()
+
+        _wait_until("etcd /health", etcd_ready, timeout=timeout)
+        cluster._launch("kube-apiserver")
+        cluster._wait_apiserver(timeout)
+        for component in wanted[2:]:
+            cluster._launch(component)
+        if controllers:
+            # Pods need the `default` ServiceAccount, which the controller manager creates.
+            _wait_until(
+                "the default ServiceAccount",
+                lambda: (
+                    cluster.request(
+                        "GET", "/api/v1/namespaces/default/serviceaccounts/default"
+                    ).status
+                    == 200
+                ),
+                timeout=timeout,
+            )
+        time.sleep(0.5)
+        for component in wanted[2:]:
+            cluster._check_alive(component)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
