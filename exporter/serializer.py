@@ -81,13 +81,41 @@ def _is_plain(text: str) -> bool:
     return _PLAIN_DIGITS.fullmatch(text) is not None
 
 
+class _Memo(dict[str, str]):
+    """Renderings of short strings: keys, images and enum values repeat across objects, and a
+    dictionary hit is several times cheaper than classifying the string again."""
+
+    __slots__ = ("_render", "_suffix")
+
+    def __init__(self, render: Callable[[str], str], suffix: str = "") -> None:
+        super().__init__()
+        self._render = render
+        self._suffix = suffix
+
+    def __missing__(self, text: str) -> str:
+        rendered = self._render(text) + self._suffix
+        if len(text) <= _MEMO_MAX_LENGTH:
+            if len(self) >= _MEMO_MAX_ENTRIES:
+                self.clear()
+            self[text] = rendered
+        return rendered
+
+
 def scalar(text: str) -> str:
     """A string as a one-line YAML scalar: plain when unambiguous, double-quoted otherwise."""
     return text if _is_plain(text) else _double_quoted(text)
 
 
 def _key(text: str) -> str:
-    return text if _is_plain(text) else _double_quoted(text)
+    if len(text) > _MAX_SIMPLE_KEY:
+        return f"? {_double_quoted(text)}\n:"  # an explicit key; the ':' goes on its own line
+    return scalar(text)
+
+
+_MEMO_MAX_LENGTH = 200
+_MEMO_MAX_ENTRIES = 50_000
+_SCALARS = _Memo(scalar)
+_KEYS = _Memo(_key, ":")
 
 
 def _literal_block(text: str, indent: str) -> str | None:
@@ -132,74 +160,6 @@ _TOP_KEY = _sort_key(_TOP_ORDER)
 _METADATA_KEY = _sort_key(_METADATA_ORDER)
 
 
-class _Emitter:
-    """Appends the lines of one document to ``out``; one instance per document."""
-
-    __slots__ = ("out",)
-
-    def __init__(self) -> None:
-        self.out: list[str] = []
-
-    def value_after_key(self, value: Any, indent: str) -> None:
-        """Emit ``value`` right after ``key:`` (on the same line or on the lines below)."""
-        out = self.out
-        if isinstance(value, str):
-            if "\n" in value:
-                block = _literal_block(value, indent)
-                if block is not None:
-                    out.append(" " + block + "\n")
-                    return
-            out.append(" " + scalar(value) + "\n")
-        elif isinstance(value, dict):
-            if value:
-                out.append("\n")
-                self.mapping(value, indent, sorted(value))
-            else:
-                out.append(" {}\n")
-        elif isinstance(value, list):
-            if value:
-                out.append("\n")
-                self.sequence(value, indent)
-            else:
-                out.append(" []\n")
-        else:
-            out.append(" " + _atom(value) + "\n")
-
-    def mapping(self, mapping: Mapping[str, Any], indent: str, keys: Iterable[str]) -> None:
-        """Emit a block mapping whose first line's indentation (or "- ") is already written."""
-        out = self.out
-        prefix = ""
-        for key in keys:
-            if len(key) > _MAX_SIMPLE_KEY:
-                out.append(f"{prefix}? {_double_quoted(key)}\n{indent}:")
-            else:
-                out.append(f"{prefix}{_key(key)}:")
-            prefix = indent
-            value = mapping[key]
-            if isinstance(value, dict) and value:
-                out.append("\n")
-                child = indent + "  "
-                out.append(child)
-                self.mapping(value, child, sorted(value))
-            else:
-                self.value_after_key(value, indent)
-
-    def sequence(self, items: list[Any], indent: str) -> None:
-        """Emit a block sequence at ``indent`` (its first line's indentation not yet written)."""
-        out = self.out
-        child = indent + "  "
-        for item in items:
-            out.append(indent + "-")
-            if isinstance(item, dict) and item:
-                out.append(" ")
-                self.mapping(item, child, sorted(item))
-            elif isinstance(item, list) and item:
-                out.append("\n")
-                self.sequence(item, child)
-            else:
-                self.value_after_key(item, indent)
-
-
 def _atom(value: Any) -> str:
     if value is None:
         return "null"
@@ -214,21 +174,75 @@ def _atom(value: Any) -> str:
     raise TypeError(f"cannot serialize {type(value).__name__} values")
 
 
+def _value(value: Any, head: str, indent: str, out: list[str]) -> None:
+    """Emit ``head`` (``key:`` or ``-``) and the value that follows it."""
+    kind = type(value)
+    if kind is str:
+        if "\n" in value:
+            block = _literal_block(value, indent)
+            if block is not None:
+                out.append(f"{head} {block}\n")
+                return
+        out.append(f"{head} {_SCALARS[value]}\n")
+    elif kind is dict:
+        if value:
+            child = indent + "  "
+            out.append(f"{head}\n{child}")
+            _mapping(value, sorted(value), child, out)
+        else:
+            out.append(f"{head} {{}}\n")
+    elif kind is list:
+        if value:
+            out.append(f"{head}\n")
+            _sequence(value, indent, out)
+        else:
+            out.append(f"{head} []\n")
+    else:
+        out.append(f"{head} {_atom(value)}\n")
+
+
+def _mapping(mapping: Mapping[str, Any], keys: Iterable[str], indent: str, out: list[str]) -> None:
+    """Emit a block mapping whose first line's indentation (or ``- ``) is already written."""
+    prefix = ""
+    scalars, heads, append = _SCALARS, _KEYS, out.append
+    for key in keys:
+        head = heads[key]
+        if head[0] == "?":
+            head = head.replace("\n", "\n" + indent)
+        value = mapping[key]
+        # The one-line string is by far the most common value: handled inline (hot path).
+        if type(value) is str and "\n" not in value:
+            append(f"{prefix}{head} {scalars[value]}\n")
+        else:
+            _value(value, prefix + head, indent, out)
+        prefix = indent
+
+
+def _sequence(items: list[Any], indent: str, out: list[str]) -> None:
+    """Emit a block sequence at ``indent`` (its first line's indentation not yet written)."""
+    child = indent + "  "
+    for item in items:
+        if type(item) is dict and item:
+            out.append(indent + "- ")
+            _mapping(item, sorted(item), child, out)
+        elif type(item) is list and item:
+            out.append(indent + "-\n")
+            _sequence(item, child, out)
+        else:
+            _value(item, indent + "-", indent, out)
+
+
 def dump(obj: Mapping[str, Any]) -> str:
     """Normalized YAML of one Kubernetes object (a JSON-shaped mapping), as text."""
-    emitter = _Emitter()
-    out = emitter.out
+    out: list[str] = []
+    metadata = obj.get("metadata")
     for key in sorted(obj, key=_TOP_KEY):
         value = obj[key]
-        out.append(f"{_key(key)}:")
-        if key == "metadata" and isinstance(value, dict) and value:
-            out.append("\n  ")
-            emitter.mapping(value, "  ", sorted(value, key=_METADATA_KEY))
-        elif isinstance(value, dict) and value:
-            out.append("\n  ")
-            emitter.mapping(value, "  ", sorted(value))
+        if value is metadata and type(value) is dict and value:
+            out.append("metadata:\n  ")
+            _mapping(value, sorted(value, key=_METADATA_KEY), "  ", out)
         else:
-            emitter.value_after_key(value, "")
+            _value(value, _KEYS[key], "", out)
     return "".join(out)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,14 +69,25 @@ class TypePattern:
         return bool(self.name.match(kind) or self.name.match(guess_resource(kind)))
 
 
-def any_type(patterns: tuple[TypePattern, ...], body: Body) -> bool:
-    """Whether any of ``patterns`` matches the object's type."""
-    group, kind = group_of(body), body.get("kind") or ""
-    return any(pattern.matches(group, kind) for pattern in patterns)
+class TypeSet:
+    """Type patterns parsed once, with a memo: a cluster has few (group, kind) pairs."""
 
+    __slots__ = ("_memo", "_patterns")
 
-def parse_types(texts: tuple[str, ...] | list[str]) -> tuple[TypePattern, ...]:
-    return tuple(TypePattern.parse(text) for text in texts)
+    def __init__(self, texts: Iterable[str]) -> None:
+        self._patterns = tuple(TypePattern.parse(text) for text in texts)
+        self._memo: dict[tuple[str, str], bool] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._patterns)
+
+    def __call__(self, body: Body) -> bool:
+        """Whether any pattern matches the object's type."""
+        pair = (group_of(body), body.get("kind") or "")
+        found = self._memo.get(pair)
+        if found is None:
+            found = self._memo[pair] = any(p.matches(*pair) for p in self._patterns)
+        return found
 
 
 def glob(pattern: str) -> re.Pattern[str]:

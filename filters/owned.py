@@ -5,20 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from filters.base import Body, Skip, any_type, parse_types
+from filters.base import Body, Skip, TypeSet
 
 
 class SkipControlled:
     """Skip objects with an ``ownerReference`` whose ``controller`` is true."""
 
     def __init__(self, keep_types: Iterable[str] = ()) -> None:
-        self._keep = parse_types(tuple(keep_types))
+        self._keep = TypeSet(keep_types)
         self._skip = Skip("controlled by another object")
 
     def __call__(self, body: Body) -> Body | Skip:
         owners = (body.get("metadata") or {}).get("ownerReferences")
         if owners and any(isinstance(o, dict) and o.get("controller") is True for o in owners):
-            if self._keep and any_type(self._keep, body):
+            if self._keep and self._keep(body):
                 return body
             return self._skip
         return body

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from filters.base import Body, Skip, TypePattern, any_type, glob, parse_types
+from filters.base import Body, Skip, TypeSet, glob
 from filters.labels import parse_selector
 from filters.policy import SelectionPolicy
 
@@ -14,8 +14,8 @@ class Select:
     """Skip objects outside the selection; everything is parsed once, here."""
 
     def __init__(self, policy: SelectionPolicy) -> None:
-        self._include_types = parse_types(policy.include_types)
-        self._exclude_types = parse_types(policy.exclude_types)
+        self._include_types = TypeSet(policy.include_types)
+        self._exclude_types = TypeSet(policy.exclude_types)
         self._include_ns = tuple(glob(p) for p in policy.include_namespaces)
         self._exclude_ns = tuple(glob(p) for p in policy.exclude_namespaces)
         self._names = tuple(_name_rule(rule) for rule in policy.exclude_names)
@@ -28,9 +28,9 @@ class Select:
         self._skip_opt_out = Skip("opt-out label")
 
     def __call__(self, body: Body) -> Body | Skip:
-        if self._include_types and not any_type(self._include_types, body):
+        if self._include_types and not self._include_types(body):
             return self._skip_type
-        if any_type(self._exclude_types, body):
+        if self._exclude_types(body):
             return self._skip_type
         metadata = body.get("metadata") or {}
         namespace = metadata.get("namespace")
@@ -43,7 +43,7 @@ class Select:
         qualified = f"{namespace}/{name}" if namespace else name
         for rule in self._names:
             if rule.pattern.match(qualified if rule.qualified else name) and (
-                not rule.types or any_type(rule.types, body)
+                rule.types is None or rule.types(body)
             ):
                 return self._skip_name
         labels = metadata.get("labels") or {}
@@ -56,7 +56,7 @@ class Select:
 
 @dataclass(frozen=True, slots=True)
 class _NameRule:
-    types: tuple[TypePattern, ...]
+    types: TypeSet | None
     pattern: re.Pattern[str]
     qualified: bool
     """Whether the pattern names the namespace too (``NAMESPACE/NAME``)."""
@@ -69,4 +69,4 @@ def _name_rule(rule: str) -> _NameRule:
         types, name = "", rule
     if not name or (colon and not types):
         raise ValueError(f"bad name rule {rule!r}: expected [TYPE:][NAMESPACE/]NAME")
-    return _NameRule(parse_types((types,)) if types else (), glob(name), "/" in name)
+    return _NameRule(TypeSet((types,)) if types else None, glob(name), "/" in name)

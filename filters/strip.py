@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from filters.base import Body, Skip, TypePattern, any_type, parse_types
+from filters.base import Body, Skip, TypeSet
 from filters.policy import FieldRule
 
 _WILDCARD = "*"
@@ -64,16 +64,13 @@ class IgnoreFields:
     """Remove JSON pointers from objects of given types (per-kind ignore rules)."""
 
     def __init__(self, rules: Iterable[FieldRule]) -> None:
-        self._rules: tuple[tuple[tuple[TypePattern, ...], tuple[tuple[str, ...], ...]], ...] = (
-            tuple(
-                (parse_types(rule.types), tuple(parse_pointer(p) for p in rule.pointers))
-                for rule in rules
-            )
+        self._rules = tuple(
+            (TypeSet(rule.types), tuple(parse_pointer(p) for p in rule.pointers)) for rule in rules
         )
 
     def __call__(self, body: Body) -> Body | Skip:
         for types, paths in self._rules:
-            if any_type(types, body):
+            if types(body):
                 for path in paths:
                     _remove(body, path)
         return body
