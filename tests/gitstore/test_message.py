@@ -1,0 +1,161 @@
+"""Commit messages and field-manager attribution (pure, no repository)."""
+
+from __future__ import annotations
+
+from exporter.gitstore.message import (
+    ObjectChange,
+    build_message,
+    build_subject,
+    changed_paths,
+    covers,
+    format_path,
+    responsible_for_body,
+    responsible_for_paths,
+)
+from exporter.layout import ObjectKey
+from exporter.messages import FieldManager
+
+WEB = ObjectKey("apps", "deployments", "shop", "web")
+SCRIPTS = ObjectKey("", "configmaps", "shop", "scripts")
+
+APPLY = FieldManager(
+    "kubectl-client-side-apply",
+    "Update",
+    "2024-01-01T00:00:00Z",
+    "",
+    {
+        "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+        "f:spec": {
+            "f:replicas": {},
+            "f:template": {
+                "f:spec": {
+                    "f:containers": {
+                        'k:{"name":"web"}': {".": {}, "f:image": {}, "f:name": {}},
+                    }
+                }
+            },
+        },
+    },
+)
+EDIT = FieldManager(
+    "kubectl-edit",
+    "Update",
+    "2024-05-01T10:00:00Z",
+    "",
+    {"f:spec": {"f:template": {"f:spec": {"f:containers": {'k:{"name":"web"}': {"f:image": {}}}}}}},
+)
+STATUS = FieldManager(
+    "kube-controller-manager",
+    "Update",
+    "2024-06-01T00:00:00Z",
+    "status",
+    {"f:status": {"f:replicas": {}}, "f:spec": {"f:replicas": {}}},
+)
+
+
+def deployment(image: str, replicas: int = 2) -> dict[str, object]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
+        "spec": {
+            "replicas": replicas,
+            "template": {"spec": {"containers": [{"name": "web", "image": image}]}},
+        },
+    }
+
+
+def test_changed_paths_types_list_indices() -> None:
+    paths = changed_paths(deployment("nginx:1"), deployment("nginx:2", replicas=3))
+    assert sorted(paths, key=str) == sorted(
+        [("spec", "replicas"), ("spec", "template", "spec", "containers", 0, "image")], key=str
+    )
+
+
+def test_format_path_quotes_keys_that_are_not_identifiers() -> None:
+    assert format_path(("spec", "containers", 0, "image")) == ".spec.containers[0].image"
+    assert (
+        format_path(("metadata", "labels", "app.kubernetes.io/name"))
+        == '.metadata.labels["app.kubernetes.io/name"]'
+    )
+
+
+def test_covers_matches_list_items_at_any_index_and_owned_subtrees() -> None:
+    image = ("spec", "template", "spec", "containers", 3, "image")
+    assert covers(EDIT.fields, image)
+    assert not covers(EDIT.fields, ("spec", "replicas"))
+    assert covers(APPLY.fields, ("metadata", "labels", "app"))
+    assert not covers(APPLY.fields, ("metadata", "annotations", "x"))
+    assert covers({"f:data": {}}, ("data", "key"))  # an atomic field owns what is below it
+    assert not covers({}, ("spec",))
+
+
+def test_newest_covering_manager_is_responsible_and_status_is_ignored() -> None:
+    managers = (APPLY, EDIT, STATUS)
+    image = ("spec", "template", "spec", "containers", 0, "image")
+    assert responsible_for_paths(managers, [image]) == EDIT
+    assert responsible_for_paths(managers, [("spec", "replicas")]) == APPLY
+    assert responsible_for_paths(managers, [("metadata", "annotations", "gone")]) is None
+    assert responsible_for_body(managers, deployment("nginx:1")) == EDIT
+
+
+def test_message_for_a_kubectl_edit() -> None:
+    change = ObjectChange(
+        "modified",
+        WEB,
+        "Deployment",
+        (".spec.template.spec.containers[0].image",),
+        EDIT,
+        "12345",
+    )
+    message = build_message([change, ObjectChange("added", SCRIPTS, "ConfigMap")])
+    assert message.subject == "shop: ConfigMap scripts added, Deployment web modified"
+    assert message.author == "kubectl-edit"
+    assert message.author_time == "2024-05-01T10:00:00Z"
+    assert message.text == (
+        "shop: ConfigMap scripts added, Deployment web modified\n"
+        "\n"
+        "added ConfigMap shop/scripts\n"
+        "modified Deployment shop/web by kubectl-edit (resourceVersion 12345)\n"
+        "  .spec.template.spec.containers[0].image\n"
+        "\n"
+        "Field-Manager: kubectl-edit\n"
+        "Resource-Version: 12345\n"
+    )
+
+
+def test_big_batches_get_a_count_subject_and_a_capped_body() -> None:
+    changes = [
+        ObjectChange("added", ObjectKey("", "configmaps", f"ns{i % 37}", f"cm{i}"), "ConfigMap")
+        for i in range(400)
+    ] + [
+        ObjectChange(
+            "modified",
+            ObjectKey("", "configmaps", f"ns{i}", "x"),
+            "ConfigMap",
+            (".data.a",),
+            EDIT if i % 2 else APPLY,
+            str(1000 + i),
+        )
+        for i in range(12)
+    ]
+    message = build_message(changes, max_objects=50)
+    assert message.subject == "412 objects: 400 added, 12 modified in 37 namespaces"
+    assert "… and 362 more objects" in message.text
+    assert message.text.endswith(
+        "Field-Manager: kubectl-edit\n"
+        "Field-Manager: kubectl-client-side-apply\n"
+        "Resource-Version: 1011\n"
+    )
+    assert message.author == "kubectl-edit"  # a tie, broken by who acted last
+
+
+def test_subject_across_namespaces_and_cluster_scope() -> None:
+    role = ObjectKey("rbac.authorization.k8s.io", "clusterroles", None, "admin")
+    assert build_subject([ObjectChange("deleted", role, "ClusterRole")]) == (
+        "cluster: ClusterRole admin deleted"
+    )
+    other = ObjectKey("", "configmaps", "kube-system", "x")
+    assert build_subject(
+        [ObjectChange("added", other, "ConfigMap"), ObjectChange("modified", WEB, "Deployment")]
+    ) == ("ConfigMap kube-system/x added, Deployment shop/web modified")

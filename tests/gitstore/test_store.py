@@ -1,0 +1,279 @@
+"""Committing to the backup branch: content, idempotence, deletes, history, crash safety."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.gitstore import GitSettings, GitStore, PackSettings, RepositoryLocked
+from exporter.layout import ObjectKey
+from exporter.messages import Delete, FieldManager, Upsert
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+IMAGE = {"f:image": {}}
+
+
+def git(*args: str) -> str:
+    done = subprocess.run(["git", *args], capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def configmap(namespace: str, name: str, data: dict[str, str] | None = None) -> Upsert:
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": data or {"key": "value"},
+    }
+    content = yaml.safe_dump(body, sort_keys=False).encode()
+    return Upsert(ObjectKey("", "configmaps", namespace, name), "ConfigMap", content, body)
+
+
+def deployment(image: str, managers: tuple[FieldManager, ...] = (), rv: str = "1") -> Upsert:
+    body: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {
+            "replicas": 2,
+            "template": {"spec": {"containers": [{"name": "web", "image": image}]}},
+        },
+    }
+    content = yaml.safe_dump(body, sort_keys=False).encode()
+    key = ObjectKey("apps", "deployments", "shop", "web")
+    return Upsert(key, "Deployment", content, body, managers, rv)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    with GitStore(tmp_path / "backup.git") as opened:
+        yield opened
+
+
+def fsck(path: Path) -> None:
+    done = subprocess.run(
+        ["git", "--git-dir", str(path), "fsck", "--strict", "--no-dangling"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "missing" not in done.stdout.lower()
+
+
+def test_commit_writes_files_without_work_tree_or_index(store: GitStore) -> None:
+    change = configmap("shop", "scripts")
+    info = store.commit([change])
+    assert info is not None
+    assert info.added == ("namespaces/shop/configmaps/scripts.yaml",)
+    assert store.read(change.key.path) == change.content
+    assert store.index() == {change.key.path: store.blob_id(change.content)}
+    assert store.head() == info.id
+    assert not (store.path / "index").exists()
+    assert git("--git-dir", str(store.path), "rev-parse", "--is-bare-repository").strip() == "true"
+    assert git("--git-dir", str(store.path), "show", f"kube2git:{change.key.path}").encode() == (
+        change.content
+    )
+    fsck(store.path)
+
+
+def test_same_content_twice_makes_no_commit(store: GitStore) -> None:
+    first = store.commit([configmap("shop", "a"), configmap("shop", "b")])
+    assert first is not None
+    assert store.commit([configmap("shop", "a"), configmap("shop", "b")]) is None
+    assert store.commit([]) is None
+    assert store.head() == first.id
+
+
+def test_deletes(store: GitStore) -> None:
+    a, b = configmap("shop", "a"), configmap("shop", "b")
+    store.commit([a, b, configmap("other", "c")])
+    info = store.commit([Delete(a.key, "ConfigMap", "7")])
+    assert info is not None
+    assert info.deleted == (a.key.path,)
+    assert info.subject == "shop: ConfigMap a deleted"
+    assert store.read(a.key.path) is None
+    assert store.commit([Delete(a.key, "ConfigMap")]) is None  # already absent
+    # deleting the last object of a namespace removes its directory
+    store.commit([Delete(ObjectKey("", "configmaps", "other", "c"), "ConfigMap")])
+    assert set(store.index()) == {b.key.path}
+    listing = git("--git-dir", str(store.path), "ls-tree", "-d", "kube2git", "namespaces/")
+    assert "other" not in listing
+    fsck(store.path)
+
+
+def test_last_change_to_a_path_wins_within_a_batch(store: GitStore) -> None:
+    a = configmap("shop", "a")
+    store.commit([a])
+    assert store.commit([Delete(a.key, "ConfigMap"), a]) is None
+    info = store.commit([configmap("shop", "a", {"k": "1"}), Delete(a.key, "ConfigMap")])
+    assert info is not None
+    assert info.deleted == (a.key.path,)
+
+
+def test_kubectl_edit_change_is_attributed_and_described(store: GitStore) -> None:
+    created = FieldManager(
+        "kubectl-client-side-apply",
+        "Update",
+        "2024-01-01T00:00:00Z",
+        "",
+        {
+            "f:spec": {
+                "f:replicas": {},
+                "f:template": {
+                    "f:spec": {"f:containers": {'k:{"name":"web"}': {".": {}, "f:image": {}}}}
+                },
+            }
+        },
+    )
+    store.commit([deployment("nginx:1", (created,))])
+    edited = FieldManager(
+        "kubectl-edit",
+        "Update",
+        "2024-05-01T10:00:00+02:00",
+        "",
+        {
+            "f:spec": {
+                "f:template": {"f:spec": {"f:containers": {'k:{"name":"web"}': {"f:image": {}}}}}
+            }
+        },
+    )
+    info = store.commit([deployment("nginx:2", (created, edited), rv="12345")])
+    assert info is not None
+    assert info.subject == "shop: Deployment web modified"
+    log = git(
+        "--git-dir", str(store.path), "log", "-1", "--format=%an <%ae>%n%aI%n%cn%n%B", "kube2git"
+    )
+    assert log == (
+        "kubectl-edit <kubectl-edit@field-manager.kube2git.invalid>\n"
+        "2024-05-01T10:00:00+02:00\n"
+        "kube2git\n"
+        "shop: Deployment web modified\n"
+        "\n"
+        "modified Deployment shop/web by kubectl-edit (resourceVersion 12345)\n"
+        "  .spec.template.spec.containers[0].image\n"
+        "\n"
+        "Field-Manager: kubectl-edit\n"
+        "Resource-Version: 12345\n\n"
+    )
+    trailers = git(
+        "--git-dir", str(store.path), "log", "-1", "--format=%(trailers:key=Field-Manager)"
+    )
+    assert trailers.strip() == "Field-Manager: kubectl-edit"
+
+
+def test_unattributed_change_is_authored_by_the_exporter(store: GitStore) -> None:
+    store.commit([deployment("nginx:1")])
+    info = store.commit([deployment("nginx:2")])
+    assert info is not None
+    assert info.author == "kube2git"
+
+
+def test_one_object_change_rewrites_only_the_trees_on_its_path(store: GitStore) -> None:
+    store.commit([configmap(f"ns{i % 50}", f"cm{i}") for i in range(2000)])
+    store.pack()
+    before = store.index()
+    info = store.commit([configmap("ns7", "cm7", {"key": "changed"})])
+    assert info is not None
+    # root, namespaces/, namespaces/ns7/, namespaces/ns7/configmaps/ + the blob + the commit
+    loose = list((store.path / "objects").glob("[0-9a-f][0-9a-f]/*"))
+    assert len(loose) == 6
+    after = store.index()
+    assert {p for p in after if after[p] != before[p]} == {"namespaces/ns7/configmaps/cm7.yaml"}
+
+
+def test_pack_keeps_every_object_and_removes_loose_files(tmp_path: Path) -> None:
+    settings = GitSettings(pack=PackSettings(loose_objects_threshold=100, max_packs=3))
+    with GitStore(tmp_path / "r.git", settings=settings) as store:
+        for round_ in range(6):
+            store.commit([configmap("shop", f"cm{i}", {"r": str(round_)}) for i in range(60)])
+        assert len(list((store.path / "objects" / "pack").glob("*.pack"))) <= 3
+        store.pack()
+        assert not list((store.path / "objects").glob("[0-9a-f][0-9a-f]/*"))
+        assert len(store.index()) == 60
+        fsck(store.path)
+        assert int(git("--git-dir", str(store.path), "rev-list", "--count", "kube2git")) == 6
+
+
+def test_second_writer_is_refused(store: GitStore) -> None:
+    with pytest.raises(RepositoryLocked):
+        GitStore(store.path)
+
+
+def test_stale_ref_lock_from_a_killed_writer_is_cleared(tmp_path: Path) -> None:
+    path = tmp_path / "r.git"
+    with GitStore(path) as store:
+        store.commit([configmap("shop", "a")])
+    (path / "refs" / "heads" / "kube2git.lock").write_text("garbage")
+    with GitStore(path) as store:
+        assert store.commit([configmap("shop", "b")]) is not None
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, yaml
+    from exporter.gitstore import GitStore, GitSettings, PackSettings
+    from exporter.layout import ObjectKey
+    from exporter.messages import Upsert
+
+    settings = GitSettings(pack=PackSettings(loose_objects_threshold=10**9))
+    store = GitStore(sys.argv[1], settings=settings)
+    changes = []
+    for i in range(int(sys.argv[2])):
+        body = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": f"cm{i}", "namespace": f"ns{i % 97}"},
+                "data": {"key": "x" * 800 + str(i)}}
+        content = yaml.safe_dump(body).encode()
+        changes.append(Upsert(ObjectKey("", "configmaps", f"ns{i % 97}", f"cm{i}"),
+                              "ConfigMap", content, body))
+    print("ready", flush=True)
+    store.commit(changes)
+    print("done", flush=True)
+    """
+)
+
+
+def test_kill_9_in_the_middle_of_a_large_commit_leaves_a_valid_repository(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "r.git"
+    with GitStore(path) as store:
+        first = store.commit([configmap("shop", "before")])
+        assert first is not None
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path), "20000"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert child.stdout is not None
+    for line in child.stdout:  # structlog's default output shares stdout
+        if line.strip() == "ready":
+            break
+    objects = path / "objects"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until it is well into writing blobs
+        if sum(1 for _ in objects.glob("[0-9a-f][0-9a-f]/*")) > 3000:
+            break
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+    fsck(path)
+    with GitStore(path) as store:
+        assert store.head() == first.id  # the interrupted commit never happened
+        assert set(store.index()) == {"namespaces/shop/configmaps/before.yaml"}
+        again = store.commit([configmap("shop", "after")])
+        assert again is not None
+        assert again.parent == first.id
+    fsck(path)
