@@ -24,7 +24,9 @@ _METADATA_ORDER = {"name": 0, "namespace": 1, "labels": 2, "annotations": 3}
 
 # A plain (unquoted) scalar must start with a letter, '_' or '/', contain only characters that
 # are never YAML indicators in block context, and not end in ':' or a space.
-_PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_./:@+=,~()\- ]*")
+_PLAIN = re.compile(
+    "[A-Za-z_/][A-Za-z0-9_./:@+=,~()\\- \u00a1-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]*"
+)
 _PLAIN_BAD = re.compile(r": | #|[: ]$")
 # Words that YAML 1.1 (PyYAML, go-yaml v2) reads as booleans or null.
 _RESERVED_WORDS = frozenset(
@@ -108,7 +110,7 @@ def scalar(text: str) -> str:
 
 def _key(text: str) -> str:
     if len(text) > _MAX_SIMPLE_KEY:
-        return f"? {_double_quoted(text)}\n:"  # an explicit key; the ':' goes on its own line
+        return f"? {_double_quoted(text)}\n"  # an explicit key: ':' follows on its own line
     return scalar(text)
 
 

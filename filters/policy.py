@@ -121,6 +121,7 @@ class Policy:
             ("*",),
             (
                 "/spec/template/metadata/creationTimestamp",
+                "/spec/jobTemplate/metadata/creationTimestamp",
                 "/spec/jobTemplate/spec/template/metadata/creationTimestamp",
                 "/spec/volumeClaimTemplates/*/metadata/creationTimestamp",
             ),
