@@ -87,7 +87,9 @@ def deployment(index: int, rng: random.Random) -> dict[str, Any]:
                 "metadata": {"creationTimestamp": None, "labels": labels},
                 "spec": {
                     "containers": [container],
-                    "volumes": [{"name": "config", "configMap": {"name": name, "defaultMode": 420}}],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": name, "defaultMode": 420}}
+                    ],
                     "restartPolicy": "Always",
                     "dnsPolicy": "ClusterFirst",
                     "schedulerName": "default-scheduler",
