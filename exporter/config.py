@@ -52,6 +52,49 @@ class LogSettings:
     """``auto``, ``json`` or ``console``."""
 
 
+class ListMode(enum.Enum):
+    """How the initial state of a type is read."""
+
+    AUTO = "auto"
+    """Streaming WatchList where the server supports it, paginated LIST otherwise."""
+    PAGINATE = "paginate"
+    """Paginated LIST (``limit``/``continue``), then a watch."""
+    WATCH_LIST = "watch-list"
+    """Streaming WatchList only (``sendInitialEvents``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """How kube2git reads the cluster."""
+
+    kubeconfig: str = ""
+    """Kubeconfig file; empty: ``$KUBECONFIG``, the in-cluster service account inside a pod,
+    else ``~/.kube/config``."""
+    context: str = ""
+    """Kubeconfig context; empty: the current context."""
+    qps: float = 20.0
+    """Client-side request rate limit (requests per second on average)."""
+    burst: int = 30
+    """Requests allowed in a burst above ``qps``."""
+    page_size: int = 500
+    """Objects per LIST page."""
+    list_mode: ListMode = ListMode.PAGINATE
+    """``paginate``, ``watch-list`` or ``auto``."""
+    request_timeout: float = 60.0
+    """Seconds one ordinary request (discovery, one LIST page) may take."""
+    watch_timeout_seconds: int = 300
+    """Server-side duration of one watch request, before it is renewed (randomised up to 2x
+    per request, as client-go does, so renewals of many types spread out)."""
+    watch_inactivity_grace: float = 30.0
+    """Seconds past a watch's own timeout without a byte before the connection is taken for
+    dead (a half-open connection) and re-established."""
+    backoff: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+    """Delays between reconnection attempts (the last one repeats), each with +-20% jitter."""
+    skip_types: tuple[str, ...] = ()
+    """Types (``resource.group`` as ``kubectl get`` spells them) never listed or watched, on
+    top of the filter policy's type exclusions, to save API requests."""
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The whole configuration file."""
@@ -60,6 +103,8 @@ class Settings:
     """What is recorded of each object (the default policy of DESIGN.md)."""
     log: LogSettings = field(default_factory=LogSettings)
     """Logging."""
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    """The Kubernetes API connection."""
 
 
 def load_settings(path: str | os.PathLike[str] | None) -> Settings:

@@ -1,0 +1,401 @@
+"""The cluster client: the only module that talks to the Kubernetes API.
+
+kubernetes_asyncio provides configuration (kubeconfig, context, in-cluster service account)
+and authentication; responses are read as raw JSON with orjson (the generated model classes
+are far too slow for large lists), and the watch stream is parsed here line by line, because
+the library's ``Watch`` helper loses ``Retry-After``, yields API Priority and Fairness' plain
+text 429 as an event and retries 410 with a stale resourceVersion.
+
+Every request passes a client-side token bucket (QPS and burst, like client-go's).
+
+Errors (all :class:`ClusterError`):
+- :class:`KubeconfigError`: no usable kubeconfig or context (a user error);
+- :class:`Unreachable`: the API server cannot be reached or timed out;
+- :class:`Unauthorized` (401: expired or wrong credentials), :class:`Forbidden` (403);
+- :class:`Gone` (410: the resourceVersion is too old: relist);
+- :class:`TooManyRequests` (429, with the server's ``Retry-After``);
+- :class:`ApiError`: any other failed response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import aiohttp
+import orjson
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+
+from exporter.config import ClusterSettings
+from exporter.layout import ObjectKey
+
+Json = dict[str, Any]
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class ClusterError(Exception):
+    """Talking to the Kubernetes API failed."""
+
+
+class KubeconfigError(ClusterError):
+    """The kubeconfig, its context or the in-cluster configuration is missing or invalid."""
+
+
+class Unreachable(ClusterError):
+    """The API server did not answer (connection refused, DNS, TLS, timeout)."""
+
+
+class ApiError(ClusterError):
+    """The API server answered with an error status."""
+
+    def __init__(self, status: int, message: str, *, path: str = "") -> None:
+        super().__init__(f"{path}: HTTP {status}: {message}" if path else message)
+        self.status = status
+        self.path = path
+
+
+class Unauthorized(ApiError):
+    """401: the credentials are wrong or expired."""
+
+
+class Forbidden(ApiError):
+    """403: RBAC denies the request."""
+
+
+class Gone(ApiError):
+    """410: the requested resourceVersion is no longer in the server's history."""
+
+
+class TooManyRequests(ApiError):
+    """429: the server (API Priority and Fairness) asks the client to come back later."""
+
+    def __init__(self, status: int, message: str, *, path: str = "", retry_after: float) -> None:
+        super().__init__(status, message, path=path)
+        self.retry_after = retry_after
+
+
+_ERRORS: Mapping[int, type[ApiError]] = {401: Unauthorized, 403: Forbidden, 410: Gone}
+
+
+class TokenBucket:
+    """Client-side rate limit for every request: ``qps`` on average, bursts up to ``burst``."""
+
+    def __init__(self, qps: float, burst: int, *, clock: Clock = time.monotonic) -> None:
+        self._rate = qps
+        self._capacity = float(max(burst, 1))
+        self._tokens = self._capacity
+        self._clock = clock
+        self._stamp = clock()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        if self._rate <= 0:
+            return
+        async with self._lock:
+            now = self._clock()
+            self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
+            self._stamp = now
+            if self._tokens < 1:
+                await asyncio.sleep((1 - self._tokens) / self._rate)
+                self._stamp = self._clock()
+                self._tokens = 1
+            self._tokens -= 1
+
+
+@dataclass(frozen=True, slots=True)
+class ApiResource:
+    """One listable and watchable type, in its preferred version."""
+
+    group: str
+    version: str
+    resource: str
+    kind: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def path(self) -> str:
+        """The collection's URL path across all namespaces."""
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        return f"{base}/{self.resource}"
+
+    @property
+    def name(self) -> str:
+        """``resource[.group]``, as ``kubectl get`` spells it."""
+        return f"{self.resource}.{self.group}" if self.group else self.resource
+
+    def key(self, body: Mapping[str, Any]) -> ObjectKey:
+        metadata = body.get("metadata") or {}
+        namespace = metadata.get("namespace") if self.namespaced else None
+        return ObjectKey(self.group, self.resource, namespace or None, metadata.get("name", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Discovery:
+    """What the server serves: listable types, and groups whose discovery failed."""
+
+    resources: tuple[ApiResource, ...]
+    failed_groups: tuple[str, ...]
+    """Group versions (often aggregated APIs) that could not be discovered: their types are
+    unknown this time, so nothing of theirs may be deleted."""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One event of a watch stream: ADDED, MODIFIED, DELETED or BOOKMARK."""
+
+    type: str
+    object: Json
+
+    @property
+    def resource_version(self) -> str:
+        return str((self.object.get("metadata") or {}).get("resourceVersion") or "")
+
+
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+"""The annotation on the bookmark that ends a WatchList's initial events."""
+
+
+class Cluster:
+    """An authenticated connection to one API server; use as an async context manager."""
+
+    def __init__(
+        self, api: k8s_client.ApiClient, *, settings: ClusterSettings, clock: Clock = time.monotonic
+    ) -> None:
+        self._api = api
+        self._settings = settings
+        self._bucket = TokenBucket(settings.qps, settings.burst, clock=clock)
+        self.requests = 0
+        """Requests sent so far (for metrics and the steady-state check)."""
+
+    @classmethod
+    async def connect(cls, settings: ClusterSettings) -> Self:
+        """Load kubeconfig (or the in-cluster service account) and return a client."""
+        configuration = k8s_client.Configuration()
+        kubeconfig = settings.kubeconfig or os.environ.get("KUBECONFIG", "")
+        in_cluster = not kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST")
+        path = _kubeconfig_path(kubeconfig)
+        if not in_cluster and not path.is_file():
+            raise KubeconfigError(f"{path}: kubeconfig not found")
+        try:
+            if in_cluster:
+                k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            else:
+                await k8s_config.load_kube_config(
+                    config_file=str(path),
+                    context=settings.context or None,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
+        except (k8s_config.ConfigException, OSError, ValueError, KeyError, TypeError) as error:
+            where = settings.kubeconfig or kubeconfig or "kubeconfig"
+            raise KubeconfigError(f"{where}: {_one_line(error)}") from None
+        return cls(k8s_client.ApiClient(configuration), settings=settings)
+
+    @property
+    def server(self) -> str:
+        return str(self._api.configuration.host)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def _send(
+        self, path: str, params: Mapping[str, Any] | None, *, limits: aiohttp.ClientTimeout
+    ) -> aiohttp.ClientResponse:
+        """Send a GET; raise the mapped error for any non-2xx status."""
+        await self._bucket.acquire()
+        self.requests += 1
+        try:
+            response: aiohttp.ClientResponse = await self._api.call_api(
+                path,
+                "GET",
+                query_params=list((params or {}).items()),
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=limits,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise Unreachable(f"{self.server}: {_one_line(error)}") from None
+        if response.status >= 300:
+            await _raise_for(response, path)
+        return response
+
+    async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Json:
+        """GET a JSON document."""
+        timeout = aiohttp.ClientTimeout(total=self._settings.request_timeout)
+        response = await self._send(path, params, limits=timeout)
+        try:
+            async with response:
+                data: Json = orjson.loads(await response.read())
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise Unreachable(f"{self.server}: {_one_line(error)}") from None
+        return data
+
+    async def discover(self) -> Discovery:
+        """Every type that supports list and watch, in its group's preferred version."""
+        core = await self.get("/api")
+        group_versions = [f"/api/{v}" for v in core.get("versions", ["v1"])[:1]]
+        groups = await self.get("/apis")
+        for group in groups.get("groups", []):
+            preferred = (group.get("preferredVersion") or {}).get("groupVersion")
+            if preferred:
+                group_versions.append(f"/apis/{preferred}")
+        resources: list[ApiResource] = []
+        failed: list[str] = []
+        results = await asyncio.gather(
+            *(self.get(path) for path in group_versions), return_exceptions=True
+        )
+        for path, result in zip(group_versions, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, ClusterError):
+                    raise result
+                failed.append(path.removeprefix("/api/").removeprefix("/apis/"))
+                continue
+            group_version = result.get("groupVersion") or path.rpartition("/")[2]
+            group, _, version = group_version.rpartition("/")
+            for item in result.get("resources", []):
+                verbs = set(item.get("verbs") or ())
+                if "/" in item["name"] or not {"list", "watch"} <= verbs:
+                    continue
+                resources.append(
+                    ApiResource(group, version, item["name"], item["kind"], item["namespaced"])
+                )
+        return Discovery(tuple(resources), tuple(failed))
+
+    async def list_pages(
+        self, resource: ApiResource, *, limit: int | None = None
+    ) -> AsyncIterator[tuple[list[Json], str]]:
+        """A paginated LIST: yields each page's items and the list's resourceVersion.
+
+        When a continue token expires (410) mid-way, :class:`Gone` is raised: the caller starts
+        a fresh list (the pages already seen may have changed).
+        """
+        params: dict[str, Any] = {"limit": limit or self._settings.page_size}
+        while True:
+            page = await self.get(resource.path, params)
+            items = page.get("items") or []
+            for item in items:
+                # Items of a list carry neither kind nor apiVersion: restore them.
+                item.setdefault("apiVersion", resource.api_version)
+                item.setdefault("kind", resource.kind)
+            metadata = page.get("metadata") or {}
+            yield items, str(metadata.get("resourceVersion") or "")
+            token = metadata.get("continue")
+            if not token:
+                return
+            params = {"limit": params["limit"], "continue": token}
+
+    @contextlib.asynccontextmanager
+    async def watch(
+        self,
+        resource: ApiResource,
+        *,
+        resource_version: str,
+        timeout_seconds: int,
+        send_initial_events: bool = False,
+    ) -> AsyncIterator[AsyncIterator[WatchEvent]]:
+        """Open one watch request; yields an iterator of its events.
+
+        The iterator ends when the server closes the stream (its ``timeoutSeconds``); a read
+        that waits longer than the inactivity deadline raises :class:`Unreachable` (a
+        half-open connection). An ERROR event becomes the matching :class:`ApiError`.
+        """
+        params: dict[str, Any] = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        if send_initial_events:
+            params |= {"sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan"}
+        if resource_version:
+            params["resourceVersion"] = resource_version
+        inactivity = timeout_seconds + self._settings.watch_inactivity_grace
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self._settings.request_timeout, sock_read=inactivity
+        )
+        response = await self._send(resource.path, params, limits=timeout)
+        async with response:
+            yield self._events(response, resource)
+
+    async def _events(
+        self, response: aiohttp.ClientResponse, resource: ApiResource
+    ) -> AsyncIterator[WatchEvent]:
+        content = response.content
+        while True:
+            try:
+                line = await content.readline()
+            except (aiohttp.ClientError, TimeoutError) as error:
+                raise Unreachable(
+                    f"{self.server}: watch {resource.name}: {_one_line(error)}"
+                ) from None
+            if not line:
+                return
+            if not line.strip():
+                continue
+            event = orjson.loads(line)
+            kind, obj = event.get("type", ""), event.get("object") or {}
+            if kind == "ERROR":
+                status = int(obj.get("code") or 500)
+                error_type = _ERRORS.get(status, ApiError)
+                raise error_type(status, str(obj.get("message", "")), path=resource.path)
+            if kind != "BOOKMARK":
+                obj.setdefault("apiVersion", resource.api_version)
+                obj.setdefault("kind", resource.kind)
+            yield WatchEvent(kind, obj)
+
+
+async def _raise_for(response: aiohttp.ClientResponse, path: str) -> None:
+    async with response:
+        try:
+            raw = await response.read()
+        except (aiohttp.ClientError, TimeoutError):
+            raw = b""
+    message = response.reason or ""
+    try:
+        status_body = orjson.loads(raw)
+        if isinstance(status_body, dict) and status_body.get("message"):
+            message = str(status_body["message"])
+    except orjson.JSONDecodeError:
+        # API Priority and Fairness answers 429 with plain text.
+        message = raw.decode("utf-8", "replace").strip()[:200] or message
+    if response.status == 429:
+        raise TooManyRequests(
+            429, message, path=path, retry_after=_retry_after(response.headers.get("Retry-After"))
+        )
+    raise _ERRORS.get(response.status, ApiError)(response.status, message, path=path)
+
+
+def _kubeconfig_path(kubeconfig: str) -> Path:
+    """The first file of a ``KUBECONFIG``-style list, or ``~/.kube/config``."""
+    first = kubeconfig.split(os.pathsep, maxsplit=1)[0] if kubeconfig else "~/.kube/config"
+    return Path(first).expanduser()
+
+
+def _retry_after(header: str | None) -> float:
+    try:
+        return max(float(header or 1), 0.0)
+    except ValueError:
+        return 1.0
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return " ".join(text.split())
