@@ -77,6 +77,10 @@ class PackSettings:
     """Consolidate all packs into one when there are more than this many."""
     threads: int = 0
     """Threads for delta search; 0 means one per CPU."""
+    bulk_threshold: int = 1000
+    """A commit with more new blobs than this writes them as one pack (through
+    ``git index-pack``) instead of one loose file each: an initial sync of 100,000 objects
+    would otherwise create 100,000 files. ``0`` disables it."""
 
 
 @dataclass(frozen=True, slots=True)

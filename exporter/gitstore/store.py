@@ -41,7 +41,7 @@ from exporter.gitstore.message import (
     responsible_for_paths,
 )
 from exporter.gitstore.settings import GitSettings
-from exporter.gitstore.transport import GitTransport, PushOutcome, backoff
+from exporter.gitstore.transport import GitTransport, PushOutcome, backoff, index_pack
 from exporter.messages import Change, Delete, FieldManager, Upsert
 
 log = structlog.get_logger()
@@ -257,6 +257,7 @@ class GitStore:
         tree = tip.tree if tip is not None else None
         delta: TreeDelta = {}
         described: list[ObjectChange] = []
+        new_blobs: dict[pygit2.Oid, bytes] = {}
         for path, change in latest.items():
             old = self._blob_at(tree, path)
             if isinstance(change, Delete):
@@ -272,11 +273,12 @@ class GitStore:
             new = pygit2.hash(change.content)
             if new == old:
                 continue
-            self._repo.create_blob(change.content)
+            new_blobs[new] = change.content
             delta[path] = new
             described.append(self._describe(change, old))
         if not delta:
             return None
+        loose = self._write_blobs(new_blobs)
         new_tree, written = self._apply(tree, delta)
         if tree is not None and new_tree == tree.id:
             return None
@@ -291,7 +293,7 @@ class GitStore:
             None, author, committer, message.text, new_tree, [tip.id] if tip else []
         )
         self._repo.references.create(self._ref, oid, force=True)
-        self._loose += len(delta) + written + 1
+        self._loose += loose + written + 1
         info = CommitInfo(
             id=str(oid),
             parent=str(tip.id) if tip else None,
@@ -314,6 +316,25 @@ class GitStore:
         if self._loose > self.settings.pack.loose_objects_threshold:
             self.pack()
         return info
+
+    def _write_blobs(self, blobs: Mapping[pygit2.Oid, bytes]) -> int:
+        """Write new blobs, as one pack when there are many; returns how many went loose."""
+        bulk = self.settings.pack.bulk_threshold
+        if not bulk or len(blobs) <= bulk:
+            for content in blobs.values():
+                self._repo.create_blob(content)
+            return len(blobs)
+        odb = self._repo.odb
+        missing = [content for oid, content in blobs.items() if not odb.exists(oid)]
+        if missing:
+            started = time.monotonic()
+            index_pack(self.path, missing)
+            log.debug(
+                "gitstore.bulk_packed",
+                blobs=len(missing),
+                seconds=round(time.monotonic() - started, 3),
+            )
+        return 0
 
     def _describe(self, change: Upsert, old: pygit2.Oid | None) -> ObjectChange:
         """What a message says about an upsert: fields changed and who changed them."""

@@ -225,7 +225,8 @@ CHILD = textwrap.dedent(
     from exporter.layout import ObjectKey
     from exporter.messages import Upsert
 
-    settings = GitSettings(pack=PackSettings(loose_objects_threshold=10**9))
+    bulk = int(sys.argv[3])
+    settings = GitSettings(pack=PackSettings(loose_objects_threshold=10**9, bulk_threshold=bulk))
     store = GitStore(sys.argv[1], settings=settings)
     changes = []
     for i in range(int(sys.argv[2])):
@@ -242,8 +243,15 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.parametrize(
+    ("bulk_threshold", "midway"),
+    [
+        pytest.param(0, "loose", id="loose-objects"),
+        pytest.param(1000, "tmp_pack", id="bulk-pack"),
+    ],
+)
 def test_kill_9_in_the_middle_of_a_large_commit_leaves_a_valid_repository(
-    tmp_path: Path,
+    tmp_path: Path, bulk_threshold: int, midway: str
 ) -> None:
     path = tmp_path / "r.git"
     with GitStore(path) as store:
@@ -251,7 +259,7 @@ def test_kill_9_in_the_middle_of_a_large_commit_leaves_a_valid_repository(
         assert first is not None
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path), "20000"],
+        [sys.executable, "-c", CHILD, str(path), "20000", str(bulk_threshold)],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -263,9 +271,14 @@ def test_kill_9_in_the_middle_of_a_large_commit_leaves_a_valid_repository(
     objects = path / "objects"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until it is well into writing blobs
-        if sum(1 for _ in objects.glob("[0-9a-f][0-9a-f]/*")) > 3000:
+        if midway == "loose" and sum(1 for _ in objects.glob("[0-9a-f][0-9a-f]/*")) > 3000:
             break
-        time.sleep(0.02)
+        if midway == "tmp_pack" and any(
+            f.stat().st_size > 1_000_000 for f in (objects / "pack").glob("tmp_pack_*")
+        ):
+            break
+        assert child.poll() is None, "the child finished before it could be killed"
+        time.sleep(0.002)
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert child.returncode == -signal.SIGKILL
