@@ -7,17 +7,23 @@ with one line on stderr naming what is wrong; 1 runtime failure.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from exporter import __version__
-from exporter.config import ConfigError, Settings, load_settings
+from exporter.cluster import ApiResource, Cluster, ClusterError, KubeconfigError, Unauthorized
+from exporter.config import ConfigError, Settings, load_settings, override
+from exporter.gitstore import GitStore, GitStoreError
 from exporter.logs import configure_logging
 from exporter.normalize import InputError, normalize, write_stream, write_tree
+from exporter.sync import FullSync, SyncReport
 from filters import HpaIndex, Pipeline, build_pipeline
+from filters.select import TypeSelection
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 ENV_PREFIX = "KUBE2GIT_"
@@ -46,6 +52,44 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
         default=_env_default("--config"),
         help="configuration file (YAML); env KUBE2GIT_CONFIG",
     )
+
+
+# Flags that mirror a configuration key: flag → dotted key.
+_SETTING_FLAGS = {
+    "--repo": "repo",
+    "--branch": "git.branch",
+    "--remote": "git.remote.url",
+    "--kubeconfig": "cluster.kubeconfig",
+    "--context": "cluster.context",
+}
+_FLAG_HELP = {
+    "--repo": "bare Git repository of the backup (created when missing)",
+    "--branch": "backup branch (default: kube2git)",
+    "--remote": "remote URL to push the branch to",
+    "--kubeconfig": "kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)",
+    "--context": "kubeconfig context (default: the current one)",
+}
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, *flags: str) -> None:
+    for flag in flags:
+        env = ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+        parser.add_argument(
+            flag,
+            dest=_SETTING_FLAGS[flag].replace(".", "__"),
+            metavar=flag.lstrip("-").upper(),
+            default=_env_default(flag),
+            help=f"{_FLAG_HELP[flag]}; env {env}; config: {_SETTING_FLAGS[flag]}",
+        )
+
+
+def apply_flags(settings: Settings, args: argparse.Namespace) -> Settings:
+    """Flags (and their environment variables) override the configuration file."""
+    for dotted in _SETTING_FLAGS.values():
+        value = getattr(args, dotted.replace(".", "__"), None)
+        if value is not None:
+            settings = override(settings, dotted, value)
+    return settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the repository layout under DIR instead of printing; env KUBE2GIT_OUT",
     )
     norm.set_defaults(handler=_normalize)
+
+    snap = commands.add_parser(
+        "snapshot",
+        help="capture the whole cluster as one commit",
+        description=(
+            "List every type the API server serves, filter and normalize every object, and "
+            "commit the result to the backup branch as one commit (no commit when nothing "
+            "changed). Files are deleted only for types whose list completed."
+        ),
+    )
+    _add_setting_flags(snap, "--repo", "--branch", "--kubeconfig", "--context")
+    _add_config(snap)
+    snap.set_defaults(handler=_snapshot)
     return parser
 
 
@@ -111,6 +168,70 @@ def _normalize(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+class _ProgressLine:
+    """One self-rewriting line on a terminal: the type being listed and the totals."""
+
+    def __init__(self, stream: object) -> None:
+        self._stream = stream
+        self._last = 0.0
+
+    def __call__(self, resource: ApiResource, count: int, report: SyncReport) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.1:
+            return
+        self._last = now
+        line = (
+            f"\r\x1b[Klisting {resource.name}: {count} objects "
+            f"(types done {report.types_listed}, objects kept {report.kept})"
+        )
+        print(line, end="", file=self._stream, flush=True)  # type: ignore[call-overload]
+
+    def done(self) -> None:
+        print("\r\x1b[K", end="", file=self._stream, flush=True)  # type: ignore[call-overload]
+
+
+def _require_repo(settings: Settings) -> str:
+    if not settings.repo:
+        raise UserError("--repo is required (or KUBE2GIT_REPO, or repo: in the config file)")
+    return settings.repo
+
+
+def _snapshot(_args: argparse.Namespace, settings: Settings) -> int:
+    repo = _require_repo(settings)
+    hpa_index = HpaIndex()
+    pipeline = make_pipeline(settings, hpa_index=hpa_index)
+    progress = _ProgressLine(sys.stderr) if sys.stderr.isatty() else None
+    store = GitStore(repo, settings=settings.git)
+    try:
+
+        async def capture() -> tuple[list[object], SyncReport]:
+            async with await Cluster.connect(settings.cluster) as cluster:
+                sync = FullSync(
+                    cluster,
+                    pipeline=pipeline,
+                    hpa_index=hpa_index,
+                    types=TypeSelection(settings.filters.select),
+                    blob_id=store.blob_id,
+                    progress=progress,
+                )
+                changes, report = await sync.run(store.index(), skip=settings.cluster.skip_types)
+                return list(changes), report
+
+        changes, report = asyncio.run(capture())
+        if progress is not None:
+            progress.done()
+        info = store.commit(changes)  # type: ignore[arg-type]
+        if info is not None:
+            store.pack()
+    finally:
+        store.close()
+    for name, reason in sorted(report.types_failed.items()):
+        print(f"kube2git: not read: {name}: {reason}", file=sys.stderr)  # noqa: T201
+    outcome = f"commit {info.id[:12]}: {info.subject}" if info else "no changes, no commit"
+    print(f"kube2git snapshot: {report.summary()}; {outcome}")  # noqa: T201
+    return EXIT_OK
+
+
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -118,13 +239,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(args.config)
+        settings = apply_flags(load_settings(args.config), args)
         configure_logging(settings.log)
         handler: Handler = args.handler
         return handler(args, settings)
-    except (ConfigError, InputError, UserError) as error:
+    except (ConfigError, InputError, UserError, KubeconfigError) as error:
         print(f"kube2git: error: {error}", file=sys.stderr)  # noqa: T201
         return EXIT_USAGE
+    except Unauthorized as error:
+        print(f"kube2git: error: credentials rejected (expired?): {error}", file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
+    except (ClusterError, GitStoreError) as error:
+        print(f"kube2git: error: {error}", file=sys.stderr)  # noqa: T201
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -303,6 +303,15 @@ class Cluster:
                 return
             params = {"limit": params["limit"], "continue": token}
 
+    async def list_all(self, resource: ApiResource) -> tuple[list[Json], str]:
+        """Every object of a type (all pages) and the list's resourceVersion."""
+        objects: list[Json] = []
+        version = ""
+        async for items, page_version in self.list_pages(resource):
+            objects.extend(items)
+            version = page_version
+        return objects, version
+
     @contextlib.asynccontextmanager
     async def watch(
         self,

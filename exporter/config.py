@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from exporter.gitstore.settings import GitSettings
 from filters.policy import Policy
 
 T = TypeVar("T")
@@ -99,12 +100,16 @@ class ClusterSettings:
 class Settings:
     """The whole configuration file."""
 
+    repo: str = ""
+    """Path of the bare Git repository the backup branch lives in (created when missing)."""
     filters: Policy = field(default_factory=Policy)
     """What is recorded of each object (the default policy of DESIGN.md)."""
     log: LogSettings = field(default_factory=LogSettings)
     """Logging."""
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     """The Kubernetes API connection."""
+    git: GitSettings = field(default_factory=GitSettings)
+    """The backup branch, commit identities, packing and push."""
 
 
 def load_settings(path: str | os.PathLike[str] | None) -> Settings:
@@ -126,6 +131,14 @@ def load_settings(path: str | os.PathLike[str] | None) -> Settings:
     if data is None:
         data = {}
     return from_mapping(Settings, data, source=source)
+
+
+def override(settings: T, dotted: str, value: object) -> T:
+    """A copy of ``settings`` with the attribute at ``dotted`` (``git.remote.url``) replaced."""
+    head, _, rest = dotted.partition(".")
+    current = getattr(settings, head)
+    new = override(current, rest, value) if rest else value
+    return dataclasses.replace(settings, **{head: new})  # type: ignore[type-var]
 
 
 def from_mapping(cls: type[T], data: object, *, source: str, prefix: str = "") -> T:
