@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,12 +18,13 @@ from typing import NoReturn
 
 from exporter import __version__
 from exporter.cluster import ApiResource, Cluster, ClusterError, KubeconfigError, Unauthorized
-from exporter.config import ConfigError, Settings, load_settings, override
+from exporter.config import ConfigError, Settings, load_settings, make_pipeline, override
 from exporter.gitstore import GitStore, GitStoreError
 from exporter.logs import configure_logging
 from exporter.normalize import InputError, normalize, write_stream, write_tree
+from exporter.runner import Exporter
 from exporter.sync import FullSync, SyncReport
-from filters import HpaIndex, Pipeline, build_pipeline
+from filters import HpaIndex
 from filters.select import TypeSelection
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -61,6 +63,7 @@ _SETTING_FLAGS = {
     "--remote": "git.remote.url",
     "--kubeconfig": "cluster.kubeconfig",
     "--context": "cluster.context",
+    "--listen": "run.listen",
 }
 _FLAG_HELP = {
     "--repo": "bare Git repository of the backup (created when missing)",
@@ -68,6 +71,7 @@ _FLAG_HELP = {
     "--remote": "remote URL to push the branch to",
     "--kubeconfig": "kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)",
     "--context": "kubeconfig context (default: the current one)",
+    "--listen": "address of /healthz, /readyz, /metrics (default 0.0.0.0:8080; '' disables)",
 }
 
 
@@ -135,24 +139,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(snap, "--repo", "--branch", "--kubeconfig", "--context")
     _add_config(snap)
     snap.set_defaults(handler=_snapshot)
+
+    run = commands.add_parser(
+        "run",
+        help="continuous capture: sync, then watch, coalesce, commit and push",
+        description=(
+            "Sync the cluster into the backup branch (after a restart, what changed while "
+            "down becomes one commit), then follow every type's watch: changes are filtered, "
+            "coalesced into paced commits and pushed. SIGTERM or SIGINT commit and push what "
+            "is pending, then exit 0. Serves /healthz, /readyz and /metrics."
+        ),
+    )
+    _add_setting_flags(
+        run, "--repo", "--branch", "--remote", "--kubeconfig", "--context", "--listen"
+    )
+    _add_config(run)
+    run.set_defaults(handler=_run)
     return parser
-
-
-def make_pipeline(settings: Settings, *, hpa_index: HpaIndex) -> Pipeline:
-    """The filter pipeline of the settings; bad patterns are a configuration error."""
-    key = b""
-    key_file = settings.filters.secrets.fingerprint_key_file
-    if key_file:
-        try:
-            key = Path(key_file).read_bytes().strip()
-        except OSError as error:
-            raise ConfigError(
-                f"{key_file}: cannot read fingerprint key: {error.strerror}"
-            ) from None
-    try:
-        return build_pipeline(settings.filters, hpa_index=hpa_index, fingerprint_key=key)
-    except ValueError as error:
-        raise ConfigError(f"filters: {error}") from None
 
 
 def _normalize(args: argparse.Namespace, settings: Settings) -> int:
@@ -232,6 +235,46 @@ def _snapshot(_args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _run(_args: argparse.Namespace, settings: Settings) -> int:
+    repo = _require_repo(settings)
+    hpa_index = HpaIndex()
+    pipeline = make_pipeline(settings, hpa_index=hpa_index)
+    store = GitStore(repo, settings=settings.git)
+
+    async def follow() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        async with await Cluster.connect(settings.cluster) as cluster:
+            exporter = Exporter(
+                settings,
+                cluster=cluster,
+                store=store,
+                pipeline=pipeline,
+                hpa_index=hpa_index,
+                stop=stop,
+            )
+            await exporter.run()
+
+    try:
+        asyncio.run(follow())
+    except* (ClusterError, GitStoreError, TimeoutError) as group:
+        raise _first_leaf(group) from None
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def _first_leaf(group: BaseExceptionGroup[Exception]) -> Exception:
+    """The first real error of a task group's failure, to report as one line."""
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    assert isinstance(first, Exception)
+    return first
+
+
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -251,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (ClusterError, GitStoreError) as error:
         print(f"kube2git: error: {error}", file=sys.stderr)  # noqa: T201
+        return EXIT_FAILURE
+    except TimeoutError:
+        print("kube2git: error: the drain did not finish in time", file=sys.stderr)  # noqa: T201
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130

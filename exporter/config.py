@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import yaml
 
 from exporter.gitstore.settings import GitSettings
+from filters import HpaIndex, Pipeline, build_pipeline
 from filters.policy import Policy
 
 T = TypeVar("T")
@@ -97,6 +98,39 @@ class ClusterSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PacingSettings:
+    """When pending changes become a commit, and how often the branch is pushed."""
+
+    quiet_period: float = 1.0
+    """Seconds without a new change that close a batch on a calm cluster."""
+    max_delay: float = 5.0
+    """Seconds a change may wait for its commit on a calm cluster, however busy the stream."""
+    max_delay_under_load: float = 60.0
+    """The longest wait a batch may grow to when the cluster or the remote is under load."""
+    busy_event_rate: float = 100.0
+    """Events per second from which the cluster counts as busy: batches then stretch towards
+    ``max_delay_under_load`` in proportion."""
+    push_interval: float = 10.0
+    """At most one push per this many seconds (pushes carry every commit made meanwhile)."""
+    pack_interval: float = 3600.0
+    """Seconds between packings of loose objects (a large commit packs at once)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """The continuous exporter (``kube2git run``)."""
+
+    pacing: PacingSettings = field(default_factory=PacingSettings)
+    """Commit and push pacing."""
+    queue_size: int = 1000
+    """Events buffered between the watches and the filters: a slow writer slows the reads."""
+    listen: str = "0.0.0.0:8080"
+    """Address of ``/healthz``, ``/readyz`` and ``/metrics``; ``""`` disables the server."""
+    drain_timeout: float = 30.0
+    """Seconds allowed on SIGTERM to commit what is pending and push it."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The whole configuration file."""
 
@@ -110,6 +144,8 @@ class Settings:
     """The Kubernetes API connection."""
     git: GitSettings = field(default_factory=GitSettings)
     """The backup branch, commit identities, packing and push."""
+    run: RunSettings = field(default_factory=RunSettings)
+    """The continuous exporter."""
 
 
 def load_settings(path: str | os.PathLike[str] | None) -> Settings:
@@ -199,3 +235,20 @@ def _reason(error: BaseException) -> str:
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     return str(error)
+
+
+def make_pipeline(settings: Settings, *, hpa_index: HpaIndex) -> Pipeline:
+    """The filter pipeline of the settings; bad patterns are a configuration error."""
+    key = b""
+    key_file = settings.filters.secrets.fingerprint_key_file
+    if key_file:
+        try:
+            key = Path(key_file).read_bytes().strip()
+        except OSError as error:
+            raise ConfigError(
+                f"{key_file}: cannot read fingerprint key: {error.strerror}"
+            ) from None
+    try:
+        return build_pipeline(settings.filters, hpa_index=hpa_index, fingerprint_key=key)
+    except ValueError as error:
+        raise ConfigError(f"filters: {error}") from None

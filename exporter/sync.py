@@ -75,6 +75,25 @@ def _type_folders(index: Mapping[str, str]) -> dict[tuple[str, str], list[str]]:
     return grouped
 
 
+class Normalizer:
+    """One live object → the :class:`Upsert` of its normalized file, or the filters' Skip."""
+
+    def __init__(self, *, pipeline: Pipeline, hpa_index: HpaIndex) -> None:
+        self._pipeline = pipeline
+        self._hpa_index = hpa_index
+
+    def __call__(self, resource: ApiResource, obj: dict[str, Any]) -> Upsert | Skip:
+        if resource.resource == "horizontalpodautoscalers" and HpaIndex.is_hpa(obj):
+            self._hpa_index.observe(obj)
+        managers = field_managers(obj)
+        resource_version = (obj.get("metadata") or {}).get("resourceVersion")
+        result = self._pipeline(obj)
+        if isinstance(result, Skip):
+            return result
+        key = resource.key(result)
+        return Upsert(key, resource.kind, dump_bytes(result), result, managers, resource_version)
+
+
 class FullSync:
     """One pass over the whole cluster; reusable state lives in the caller."""
 
@@ -90,8 +109,7 @@ class FullSync:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cluster = cluster
-        self._pipeline = pipeline
-        self._hpa_index = hpa_index
+        self._normalize = Normalizer(pipeline=pipeline, hpa_index=hpa_index)
         self._types = types
         self._blob_id = blob_id
         self._progress = progress
@@ -181,16 +199,15 @@ class FullSync:
             resource_version = page_version
             for obj in items:
                 count += 1
-                change, path, reason = self.process(resource, obj, index)
-                if reason is not None:
-                    skipped[reason] += 1
+                change = self._normalize(resource, obj)
+                if isinstance(change, Skip):
+                    skipped[change.reason] += 1
                     continue
-                assert path is not None
+                path = change.key.path
                 seen.add(path)
                 kept += 1
-                if change is not None:
-                    assert isinstance(change, Upsert)
-                    size += len(change.content)
+                size += len(change.content)
+                if index.get(path) != self._blob_id(change.content):
                     changes.append(change)
             if self._progress is not None:
                 self._progress(resource, count, report)
@@ -204,31 +221,6 @@ class FullSync:
         report.bytes += size
         report.resource_versions[resource] = resource_version
         return changes
-
-    def process(
-        self, resource: ApiResource, obj: dict[str, Any], index: Mapping[str, str]
-    ) -> tuple[Change | None, str | None, str | None]:
-        """Filter and serialize one live object.
-
-        Returns (the change or ``None`` when the branch already has this content, the path,
-        the skip reason or ``None``).
-        """
-        if resource.resource == "horizontalpodautoscalers" and HpaIndex.is_hpa(obj):
-            self._hpa_index.observe(obj)
-        managers = field_managers(obj)
-        resource_version = (obj.get("metadata") or {}).get("resourceVersion")
-        result = self._pipeline(obj)
-        if isinstance(result, Skip):
-            return None, None, result.reason
-        key = resource.key(result)
-        content = dump_bytes(result)
-        if index.get(key.path) == self._blob_id(content):
-            return None, key.path, None
-        return (
-            Upsert(key, resource.kind, content, result, managers, resource_version),
-            key.path,
-            None,
-        )
 
 
 def _reasons(failed: Mapping[str, str]) -> str:

@@ -10,12 +10,26 @@ from filters.labels import parse_selector
 from filters.policy import SelectionPolicy
 
 
+class TypeSelection:
+    """Whether a type is selected at all: lets the live reader skip listing excluded types."""
+
+    def __init__(self, policy: SelectionPolicy) -> None:
+        self._include = TypeSet(policy.include_types)
+        self._exclude = TypeSet(policy.exclude_types)
+
+    def __call__(self, body: Body) -> bool:
+        """Whether objects of ``body``'s type (its apiVersion and kind) are selected."""
+        return (not self._include or self._include(body)) and not self._exclude(body)
+
+    def selects(self, api_version: str, kind: str) -> bool:
+        return self({"apiVersion": api_version, "kind": kind})
+
+
 class Select:
     """Skip objects outside the selection; everything is parsed once, here."""
 
     def __init__(self, policy: SelectionPolicy) -> None:
-        self._include_types = TypeSet(policy.include_types)
-        self._exclude_types = TypeSet(policy.exclude_types)
+        self._types = TypeSelection(policy)
         self._include_ns = tuple(glob(p) for p in policy.include_namespaces)
         self._exclude_ns = tuple(glob(p) for p in policy.exclude_namespaces)
         self._names = tuple(_name_rule(rule) for rule in policy.exclude_names)
@@ -28,9 +42,7 @@ class Select:
         self._skip_opt_out = Skip("opt-out label")
 
     def __call__(self, body: Body) -> Body | Skip:
-        if self._include_types and not self._include_types(body):
-            return self._skip_type
-        if self._exclude_types(body):
+        if not self._types(body):
             return self._skip_type
         metadata = body.get("metadata") or {}
         namespace = metadata.get("namespace")

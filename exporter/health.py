@@ -1,0 +1,59 @@
+"""``/healthz``, ``/readyz`` and ``/metrics`` on one port (aiohttp, already a dependency)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+from aiohttp import web
+
+from exporter.metrics import Metrics
+
+log = structlog.get_logger()
+
+Readiness = Callable[[], tuple[bool, str]]
+"""Returns (ready, why not)."""
+
+
+class HealthServer:
+    """Liveness is the event loop answering; readiness is the exporter's own verdict."""
+
+    def __init__(self, listen: str, *, metrics: Metrics, readiness: Readiness) -> None:
+        host, _, port = listen.rpartition(":")
+        self._host = host or "0.0.0.0"  # noqa: S104 - a pod's probes come from outside
+        self._port = int(port)
+        self._metrics = metrics
+        self._readiness = readiness
+        self._runner: web.AppRunner | None = None
+        self.port = self._port
+        """The bound port (differs from the setting when that was 0)."""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics_page)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        sockets = self._runner.addresses
+        if sockets:
+            self.port = int(sockets[0][1])
+        log.info("health.listening", host=self._host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        ready, why = self._readiness()
+        self._metrics.ready.set(1 if ready else 0)
+        return web.Response(status=200 if ready else 503, text=("ok" if ready else why) + "\n")
+
+    async def _metrics_page(self, _request: web.Request) -> web.Response:
+        return web.Response(body=self._metrics.render(), content_type="text/plain", charset="utf-8")

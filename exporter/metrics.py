@@ -1,0 +1,93 @@
+"""Prometheus metrics of one exporter process, in a registry of its own (no module globals)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+_LATENCY_BUCKETS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300)
+
+
+@dataclass(frozen=True, slots=True)
+class Sampled:
+    """Values read at scrape time from the stages that own them."""
+
+    api_requests: Callable[[], float]
+    watch_restarts: Callable[[], float]
+    watch_gone: Callable[[], float]
+    throttled: Callable[[], float]
+    queue_depth: Callable[[], float]
+    pending: Callable[[], float]
+
+
+class _SampledCollector(Collector):
+    def __init__(self, sampled: Sampled) -> None:
+        self._sampled = sampled
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._sampled
+        yield CounterMetricFamily(
+            "kube2git_api_requests", "Requests sent to the Kubernetes API.", value=s.api_requests()
+        )
+        yield CounterMetricFamily(
+            "kube2git_watch_restarts", "Watch requests renewed or re-established.",
+            value=s.watch_restarts(),
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "kube2git_watch_gone", "410 Gone answers that forced a relist.", value=s.watch_gone()
+        )
+        yield CounterMetricFamily(
+            "kube2git_api_throttled", "429 Too Many Requests answers.", value=s.throttled()
+        )
+        yield GaugeMetricFamily(
+            "kube2git_queue_depth", "Events waiting between watches and filters.",
+            value=s.queue_depth(),
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "kube2git_pending_changes", "Changes waiting for their commit.", value=s.pending()
+        )
+
+
+class Metrics:
+    """Every metric kube2git exports; one instance per process, passed to the stages."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "kube2git_events", "Watch events received.", ["resource", "type"], registry=r
+        )
+        self.skipped = Counter(
+            "kube2git_objects_skipped", "Objects the filters skipped.", ["reason"], registry=r
+        )
+        self.coalesced = Counter(
+            "kube2git_changes_coalesced",
+            "Changes replaced by a later change of the same object before their commit.",
+            registry=r,
+        )
+        self.flaps = Counter(
+            "kube2git_changes_unchanged",
+            "Pending changes dropped because the branch already had that content.",
+            registry=r,
+        )
+        self.commits = Counter("kube2git_commits", "Commits made.", registry=r)
+        self.commit_failures = Counter("kube2git_commit_failures", "Failed commits.", registry=r)
+        self.pushes = Counter("kube2git_pushes", "Successful pushes.", registry=r)
+        self.push_failures = Counter("kube2git_push_failures", "Failed pushes.", registry=r)
+        self.latency = Histogram(
+            "kube2git_change_to_commit_seconds",
+            "Time from a change's arrival to its commit.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ready = Gauge("kube2git_ready", "1 when ready (synced, watches healthy).", registry=r)
+
+    def sample(self, sampled: Sampled) -> None:
+        self.registry.register(_SampledCollector(sampled))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

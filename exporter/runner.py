@@ -1,0 +1,407 @@
+"""``kube2git run``: the supervisor that wires the stages of continuous capture.
+
+    watchers ──► queue ──► processor ──► coalescer ──► committer ──► git store ──► pusher
+
+One task group holds every stage; a stage that fails stops the process with its error
+instead of leaving it half-dead. The stop event (SIGTERM/SIGINT) starts a drain: watches
+are cancelled, the queue is emptied, everything pending is committed and pushed, all within
+``drain_timeout``. Anything a drain cannot finish is still in the cluster: the next start
+records it, since the initial sync diffs the cluster against the branch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+from exporter.cluster import ApiResource, Cluster, ClusterError, TooManyRequests
+from exporter.coalescer import Coalescer, Pacer
+from exporter.config import Settings
+from exporter.gitstore import GitStore, GitStoreError
+from exporter.health import HealthServer
+from exporter.messages import Delete
+from exporter.metrics import Metrics, Sampled
+from exporter.sync import FullSync, Normalizer
+from exporter.watcher import (
+    EventType,
+    ObjectEvent,
+    Relisted,
+    TypeWatcher,
+    WatchMessage,
+    WatchPolicy,
+    WatchStats,
+)
+from filters import HpaIndex, Pipeline, Skip
+from filters.select import TypeSelection
+
+log = structlog.get_logger()
+
+_DISCOVERY_TYPES = frozenset(
+    {
+        ("apiextensions.k8s.io", "customresourcedefinitions"),
+        ("apiregistration.k8s.io", "apiservices"),
+    }
+)
+_REDISCOVERY_DEBOUNCE = 1.0
+
+
+class _EndOfStream(enum.Enum):
+    """The last message on the queue: the watches are stopped."""
+
+    EOS = enum.auto()
+
+
+EOS = _EndOfStream.EOS
+
+
+class Exporter:
+    """Continuous capture of one cluster into one branch."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        cluster: Cluster,
+        store: GitStore,
+        pipeline: Pipeline,
+        hpa_index: HpaIndex,
+        stop: asyncio.Event,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._settings = settings
+        self._run = settings.run
+        self._cluster = cluster
+        self._store = store
+        self._hpa_index = hpa_index
+        self._normalize = Normalizer(pipeline=pipeline, hpa_index=hpa_index)
+        self._pipeline = pipeline
+        self._types = TypeSelection(settings.filters.select)
+        self._stop = stop
+        self.metrics = metrics or Metrics()
+        self._pacer = Pacer(settings.run.pacing)
+        self._queue: asyncio.Queue[WatchMessage | _EndOfStream] = asyncio.Queue(
+            maxsize=max(settings.run.queue_size, 1)
+        )
+        self._watch_stats = WatchStats()
+        self._watch_policy = WatchPolicy(
+            timeout_seconds=settings.cluster.watch_timeout_seconds,
+            backoff=settings.cluster.backoff,
+        )
+        self._watchers: dict[ApiResource, tuple[TypeWatcher, asyncio.Task[None]]] = {}
+        self._coalescer: Coalescer | None = None
+        self._wake = asyncio.Event()
+        self._intake_done = asyncio.Event()
+        self._committer_done = asyncio.Event()
+        self._unpushed = asyncio.Event()
+        self._rediscover = asyncio.Event()
+        self._synced = False
+        self._task_group: asyncio.TaskGroup | None = None
+        self.health: HealthServer | None = None
+        self.metrics.sample(
+            Sampled(
+                api_requests=lambda: self._cluster.requests,
+                watch_restarts=lambda: self._watch_stats.restarts,
+                watch_gone=lambda: self._watch_stats.gone,
+                throttled=lambda: self._watch_stats.throttled,
+                queue_depth=self._queue.qsize,
+                pending=lambda: len(self._coalescer) if self._coalescer else 0,
+            )
+        )
+
+    # -- readiness -------------------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, str]:
+        if not self._synced:
+            return False, "initial sync in progress"
+        unhealthy = sorted(r.name for r, (w, _) in self._watchers.items() if not w.healthy)
+        if unhealthy:
+            return False, "watches not established: " + ", ".join(unhealthy[:10])
+        return True, ""
+
+    # -- supervision -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Sync, then follow the cluster until the stop event; then drain and return."""
+        if self._run.listen:
+            self.health = HealthServer(
+                self._run.listen, metrics=self.metrics, readiness=self.readiness
+            )
+            await self.health.start()
+        try:
+            await self._supervise()
+        finally:
+            if self.health is not None:
+                await self.health.stop()
+
+    async def _supervise(self) -> None:
+        index = await asyncio.to_thread(self._store.index)
+        sync = FullSync(
+            self._cluster,
+            pipeline=self._pipeline,
+            hpa_index=self._hpa_index,
+            types=self._types,
+            blob_id=self._store.blob_id,
+        )
+        changes, report = await sync.run(index, skip=self._settings.cluster.skip_types)
+        for name, reason in sorted(report.types_failed.items()):
+            log.warning("sync.type_not_read", type=name, reason=reason)
+        self._coalescer = Coalescer(index, blob_id=self._store.blob_id, pacer=self._pacer)
+        for change in changes:
+            self._coalescer.offer(change)
+        await self._commit()
+        await asyncio.to_thread(self._store.pack)
+        self._synced = True
+        log.info("sync.done", summary=report.summary())
+        async with asyncio.TaskGroup() as group:
+            self._task_group = group
+            for resource, version in report.resource_versions.items():
+                self._start_watcher(resource, version)
+            group.create_task(self._process(), name="processor")
+            group.create_task(self._committer(), name="committer")
+            pusher = group.create_task(self._pusher(), name="pusher")
+            housekeeping = (
+                group.create_task(self._discoverer(), name="discoverer"),
+                group.create_task(self._packer(), name="packer"),
+            )
+            group.create_task(self._drain_on_stop(pusher, housekeeping), name="drain")
+
+    def _start_watcher(self, resource: ApiResource, resource_version: str) -> None:
+        assert self._task_group is not None
+        watcher = TypeWatcher(
+            self._cluster,
+            resource,
+            emit=self._queue.put,
+            policy=self._watch_policy,
+            stats=self._watch_stats,
+        )
+        task = self._task_group.create_task(
+            watcher.run(resource_version), name=f"watch {resource.name}"
+        )
+        self._watchers[resource] = (watcher, task)
+
+    async def _drain_on_stop(
+        self, pusher: asyncio.Task[None], housekeeping: tuple[asyncio.Task[None], ...]
+    ) -> None:
+        """On stop: no new events, commit everything pending, push it, within the deadline."""
+        await self._stop.wait()
+        log.info("run.draining", pending=len(self._coalescer or ()), queued=self._queue.qsize())
+        for task in housekeeping:
+            task.cancel()
+        try:
+            async with asyncio.timeout(self._run.drain_timeout):
+                for _, task in self._watchers.values():
+                    task.cancel()
+                await self._queue.put(EOS)
+                await self._committer_done.wait()
+                await asyncio.shield(pusher)
+        except TimeoutError:
+            log.error("run.drain_timeout", seconds=self._run.drain_timeout)
+            raise
+        log.info("run.drained")
+
+    # -- processing ------------------------------------------------------------------------
+
+    async def _process(self) -> None:
+        throttled = self._watch_stats.throttled
+        while True:
+            message = await self._queue.get()
+            if message is EOS:
+                self._intake_done.set()
+                self._wake.set()
+                return
+            try:
+                await self._handle(message)
+            except TooManyRequests:
+                self._pacer.observe_throttle()
+            if self._watch_stats.throttled != throttled:
+                throttled = self._watch_stats.throttled
+                self._pacer.observe_throttle()
+            self._wake.set()
+
+    async def _handle(self, message: WatchMessage) -> None:
+        coalescer = self._coalescer
+        assert coalescer is not None
+        resource = message.resource
+        if (resource.group, resource.resource) in _DISCOVERY_TYPES:
+            self._rediscover.set()
+        if isinstance(message, Relisted):
+            present = set()
+            for obj in message.objects:
+                self._pacer.observe_event()
+                change = self._normalize(resource, obj)
+                if not isinstance(change, Skip):
+                    present.add(change.key)
+                    coalescer.offer(change)
+            for key in coalescer.paths_of_type(resource.group, resource.resource):
+                if key not in present:
+                    coalescer.offer(Delete(key, resource.kind))
+            return
+        self.metrics.events.labels(resource.name, message.type.value).inc()
+        self._pacer.observe_event()
+        obj = message.object
+        if resource.resource == "horizontalpodautoscalers" and HpaIndex.is_hpa(obj):
+            await self._hpa_changed(message)
+        key = resource.key(obj)
+        if message.type is EventType.DELETED:
+            if coalescer.is_tracked(key):
+                coalescer.offer(Delete(key, resource.kind, _version(obj)))
+            return
+        change = self._normalize(resource, obj)
+        if isinstance(change, Skip):
+            self.metrics.skipped.labels(change.reason).inc()
+            if coalescer.is_tracked(key):  # it was recorded, and is no longer selected
+                coalescer.offer(Delete(key, resource.kind, _version(obj)))
+            return
+        coalescer.offer(change)
+
+    async def _hpa_changed(self, event: ObjectEvent) -> None:
+        """An HPA came, went or changed target: re-record the workloads concerned."""
+        if event.type is EventType.DELETED:
+            targets = self._hpa_index.forget(event.object)
+        else:
+            targets = self._hpa_index.observe(event.object)
+        by_kind = {(r.group, r.kind): r for r in self._watchers}
+        for target in targets:
+            resource = by_kind.get((target.group, target.kind))
+            if resource is None or not resource.namespaced:
+                continue
+            path = resource.path.replace(
+                f"/{resource.resource}",
+                f"/namespaces/{target.namespace}/{resource.resource}/{target.name}",
+            )
+            try:
+                obj = await self._cluster.get(path)
+            except ClusterError as error:
+                log.info("hpa.target_unreadable", target=target.name, error=str(error))
+                continue
+            obj.setdefault("apiVersion", resource.api_version)
+            obj.setdefault("kind", resource.kind)
+            await self._handle(ObjectEvent(resource, EventType.MODIFIED, obj))
+
+    # -- committing and pushing ------------------------------------------------------------
+
+    async def _committer(self) -> None:
+        coalescer = self._coalescer
+        assert coalescer is not None
+        try:
+            while not self._intake_done.is_set():
+                self._wake.clear()
+                due = coalescer.due_in()
+                if due is not None and due <= 0:
+                    await self._commit()
+                    continue
+                try:
+                    async with asyncio.timeout(due):
+                        await self._wake.wait()
+                except TimeoutError:
+                    continue
+            await self._commit()
+        finally:
+            self._committer_done.set()
+            self._unpushed.set()
+
+    async def _commit(self) -> None:
+        coalescer = self._coalescer
+        assert coalescer is not None
+        self.metrics.coalesced.inc(coalescer.coalesced)
+        coalescer.coalesced = 0
+        batch = coalescer.take()
+        self.metrics.flaps.inc(batch.dropped)
+        if not batch.changes:
+            return
+        try:
+            info = await asyncio.to_thread(self._store.commit, list(batch.changes))
+        except GitStoreError:
+            self.metrics.commit_failures.inc()
+            coalescer.restore(batch)
+            raise
+        coalescer.committed_batch(batch)
+        if info is None:
+            return
+        now = time.monotonic()
+        self.metrics.commits.inc()
+        for seen in batch.first_seen:
+            self.metrics.latency.observe(now - seen)
+        log.info("commit", id=info.id[:12], subject=info.subject, changes=len(batch.changes))
+        self._unpushed.set()
+
+    async def _pusher(self) -> None:
+        if not self._settings.git.remote.url:
+            return
+        interval = self._run.pacing.push_interval
+        last = -float("inf")
+        while True:
+            await self._unpushed.wait()
+            if not self._committer_done.is_set():
+                wait = last + interval - time.monotonic()
+                if wait > 0:
+                    try:
+                        async with asyncio.timeout(wait):
+                            await self._committer_done.wait()
+                    except TimeoutError:
+                        pass
+            self._unpushed.clear()
+            final = self._committer_done.is_set()
+            started = time.monotonic()
+            try:
+                result = await asyncio.to_thread(self._store.push)
+            except GitStoreError as error:
+                self.metrics.push_failures.inc()
+                log.error("push.failed", error=str(error))
+                self._unpushed.set()
+                if final:
+                    return  # the drain's deadline decides; the commits stay local
+                last = time.monotonic()
+                continue
+            finally:
+                self._pacer.observe_push(time.monotonic() - started)
+            if result.pushed:
+                self.metrics.pushes.inc()
+            last = time.monotonic()
+            if final:
+                return
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    async def _discoverer(self) -> None:
+        """Follow CRDs and API services: start watches for new types, stop removed ones."""
+        while True:
+            await self._rediscover.wait()
+            await asyncio.sleep(_REDISCOVERY_DEBOUNCE)
+            self._rediscover.clear()
+            try:
+                discovery = await self._cluster.discover()
+            except ClusterError as error:
+                log.warning("discovery.failed", error=str(error))
+                continue
+            failed = {gv.rpartition("/")[0] for gv in discovery.failed_groups}
+            served = {
+                r
+                for r in discovery.resources
+                if r.name not in self._settings.cluster.skip_types
+                and self._types.selects(r.api_version, r.kind)
+            }
+            for resource in served - self._watchers.keys():
+                log.info("discovery.new_type", type=resource.name)
+                self._start_watcher(resource, "")
+            for resource in set(self._watchers) - served:
+                if resource.group in failed:
+                    continue
+                log.info("discovery.type_removed", type=resource.name)
+                _, task = self._watchers.pop(resource)
+                task.cancel()
+
+    async def _packer(self) -> None:
+        while True:
+            await asyncio.sleep(self._run.pacing.pack_interval)
+            await asyncio.to_thread(self._store.pack)
+
+
+def _version(obj: Mapping[str, Any]) -> str | None:
+    version = (obj.get("metadata") or {}).get("resourceVersion")
+    return str(version) if version else None
