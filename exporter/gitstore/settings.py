@@ -71,10 +71,14 @@ class RemoteSettings:
 class PackSettings:
     """When loose objects are packed (libgit2 writes each object as its own file)."""
 
+    automatic: bool = True
+    """Pack after a commit that crosses the thresholds below; ``False`` leaves every pack to
+    the caller's schedule (:meth:`GitStore.pack`)."""
     loose_objects_threshold: int = 5000
     """Pack after a commit that leaves more loose objects than this."""
     max_packs: int = 20
-    """Consolidate all packs into one when there are more than this many."""
+    """Once there are this many packs, repack everything into one with fresh deltas
+    (``git repack -a -d -f``); a large commit's pack triggers that too."""
     threads: int = 0
     """Threads for delta search; 0 means one per CPU."""
     bulk_threshold: int = 1000

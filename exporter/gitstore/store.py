@@ -41,7 +41,13 @@ from exporter.gitstore.message import (
     responsible_for_paths,
 )
 from exporter.gitstore.settings import GitSettings
-from exporter.gitstore.transport import GitTransport, PushOutcome, backoff, index_pack
+from exporter.gitstore.transport import (
+    GitTransport,
+    PushOutcome,
+    backoff,
+    index_pack,
+    repack,
+)
 from exporter.messages import Change, Delete, FieldManager, Upsert
 
 log = structlog.get_logger()
@@ -106,6 +112,9 @@ class GitStore:
         self._rng = rng or random.Random()  # noqa: S311 - retry jitter, not cryptography
         self._lock = threading.RLock()
         self._push_lock = threading.Lock()
+        # held by full repacks and by the git CLI's fetch and push: ``repack -a -d`` deletes
+        # packs, which must not happen under a fetch that has not yet updated its ref
+        self._gc_lock = threading.Lock()
         self._ref = f"refs/heads/{self.settings.branch}"
         self._tracking = f"refs/remotes/{self.settings.remote.name}/{self.settings.branch}"
         if self.settings.fsync:
@@ -114,6 +123,7 @@ class GitStore:
         self._lock_fd = self._acquire_writer_lock()
         self._remove_stale_ref_locks()
         self._loose = self._count_loose()
+        self._undeltified = False
         self._transport: GitTransport | None = None
         log.debug("gitstore.opened", path=str(self.path), branch=self.settings.branch)
 
@@ -313,7 +323,10 @@ class GitStore:
             modified=len(info.modified),
             deleted=len(info.deleted),
         )
-        if self._loose > self.settings.pack.loose_objects_threshold:
+        packing = self.settings.pack
+        if packing.automatic and (
+            self._undeltified or self._loose > packing.loose_objects_threshold
+        ):
             self.pack()
         return info
 
@@ -329,6 +342,7 @@ class GitStore:
         if missing:
             started = time.monotonic()
             index_pack(self.path, missing)
+            self._undeltified = True
             log.debug(
                 "gitstore.bulk_packed",
                 blobs=len(missing),
@@ -438,42 +452,40 @@ class GitStore:
     def _count_loose(self) -> int:
         return sum(1 for _ in self._loose_objects())
 
-    def pack(self) -> int:
+    def pack(self, *, full: bool | None = None) -> int:
         """Pack the loose objects (libgit2 writes one file per object); returns how many.
 
-        The new pack and its index are complete on disk before any loose object is removed.
-        Past ``max_packs`` packs, everything is repacked into one.
+        ``full`` repacks everything into one pack with fresh deltas: by default, when there
+        are ``max_packs`` packs or a large commit wrote its blobs without deltas. The new
+        pack is complete on disk before any loose object or old pack is removed.
         """
-        with self._lock:
+        with self._lock, self._gc_lock:
             started = time.monotonic()
             loose = list(self._loose_objects())
             pack_dir = self.path / "objects" / "pack"
-            old_packs = sorted(pack_dir.glob("pack-*.pack"))
-            consolidate = len(old_packs) >= self.settings.pack.max_packs
-            if not loose and not consolidate:
-                return 0
-            builder = pygit2.PackBuilder(self._repo)
-            builder.set_threads(self.settings.pack.threads)
-            if consolidate:
-                for oid in self._repo.odb:
-                    builder.add(oid)
-            else:
+            packs = len(list(pack_dir.glob("pack-*.pack")))
+            if full is None:
+                full = self._undeltified or packs >= self.settings.pack.max_packs
+            if full:
+                repack(self.path)
+                self._undeltified = False
+                for _, file in loose:  # git keeps unreachable loose objects: leftovers
+                    file.unlink(missing_ok=True)
+            elif loose:
+                builder = pygit2.PackBuilder(self._repo)
+                builder.set_threads(self.settings.pack.threads)
                 for hexid, _ in loose:
                     builder.add(pygit2.Oid(hex=hexid))
-            builder.write(str(pack_dir))
-            written = builder.written_objects_count
-            for _, file in loose:
-                file.unlink(missing_ok=True)
-            if consolidate:
-                for old in old_packs:
-                    for suffix in (".idx", ".rev", ".keep", ".bitmap", ".pack"):
-                        old.with_suffix(suffix).unlink(missing_ok=True)
+                builder.write(str(pack_dir))
+                for _, file in loose:
+                    file.unlink(missing_ok=True)
+            else:
+                return 0
             self._loose = 0
             log.info(
                 "gitstore.packed",
-                objects=written,
                 loose=len(loose),
-                consolidated=consolidate,
+                full=full,
                 seconds=round(time.monotonic() - started, 3),
             )
             return len(loose)
@@ -519,7 +531,8 @@ class GitStore:
                         attempts=attempts,
                     )
                 try:
-                    outcome = transport.push(str(tip.id), self.settings.branch)
+                    with self._gc_lock:
+                        outcome = transport.push(str(tip.id), self.settings.branch)
                     if outcome is PushOutcome.BEHIND:
                         if replays >= remote.max_replays:
                             raise PushRejected(
@@ -527,7 +540,8 @@ class GitStore:
                                 f"through {replays} replays"
                             )
                         replays += 1
-                        transport.fetch(self.settings.branch, self._tracking)
+                        with self._gc_lock:
+                            transport.fetch(self.settings.branch, self._tracking)
                         count, clashes = self._replay()
                         replayed += count
                         conflicts += clashes

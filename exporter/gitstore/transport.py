@@ -207,6 +207,35 @@ def index_pack(git_dir: Path, blobs: Sequence[bytes], *, timeout: float = 600.0)
         )
 
 
+def repack(git_dir: Path, *, timeout: float = 3600.0) -> None:
+    """Repack everything reachable into one pack with fresh deltas (``git repack -a -d -f``).
+
+    Why git and not libgit2's PackBuilder: measured on 20,000 objects, PackBuilder fed from the
+    object database (no path names for its delta heuristics) wrote a pack twice as large
+    (8.5 vs 4.3 MiB) in 2.9 s against git's 1.1 s. Incremental packing of loose objects stays
+    in process. git writes the new pack before it deletes the old ones.
+    """
+    command = [
+        "git",
+        f"--git-dir={git_dir}",
+        "-c",
+        f"safe.directory={git_dir}",
+        "-c",
+        "repack.writeBitmaps=false",
+        "repack",
+        "-a",
+        "-d",
+        "-f",
+        "-q",
+    ]
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+    done = subprocess.run(  # noqa: S603 - fixed command, no shell
+        command, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise GitStoreError(f"git repack failed in {git_dir}: {done.stderr.strip()}")
+
+
 class GitTransport:
     """Runs ``git fetch`` and ``git push`` for one repository against one remote."""
 
