@@ -19,6 +19,7 @@ from exporter.gitstore import (
     GitStore,
     HostKeyUnknown,
     HttpsSettings,
+    PushRejected,
     RemoteSettings,
     RemoteTimeout,
     RemoteUnreachable,
@@ -319,3 +320,16 @@ def test_a_hung_remote_times_out(tmp_path: Path, silent_server: int) -> None:
         store.commit([configmap("a")])
         with pytest.raises(RemoteTimeout, match="did not finish in 2s"):
             store.push()
+
+
+def test_a_remote_hook_that_refuses_the_update(
+    tmp_path: Path, bare_remote: Path, git_cli: Git
+) -> None:
+    hook = bare_remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'branch is protected' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    with open_store(tmp_path / "local.git", url=str(bare_remote), retry_delays=(0.01,)) as store:
+        store.commit([configmap("a")])
+        with pytest.raises(PushRejected, match="refused refs/heads/kube2git"):
+            store.push()
+    assert "kube2git" not in git_cli("--git-dir", str(bare_remote), "branch", "--list")

@@ -19,7 +19,7 @@ from exporter.layout import ObjectKey
 from exporter.messages import Delete, FieldManager, Upsert
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-IMAGE = {"f:image": {}}
+IMAGE: dict[str, Any] = {"f:image": {}}
 
 
 def git(*args: str) -> str:
