@@ -26,9 +26,22 @@ def _mask_credentials(
     return event
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(settings: LogSettings, *, stream: Any = None) -> None:
     """Configure structlog once for the process."""
-    stream = stream or sys.stderr
+    stream = stream or _CurrentStderr()
     level = logging.getLevelNamesMapping().get(settings.level.upper(), logging.INFO)
     use_console = settings.format is LogFormat.CONSOLE or (
         settings.format is LogFormat.AUTO and stream.isatty()

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import subprocess
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,29 +16,16 @@ import yaml
 
 from exporter.cli import main
 from tests.cluster.control_plane import ControlPlane
+from tests.integration.helpers import commit_count as commits
+from tests.integration.helpers import eventually, git, show, tree
 
 pytestmark = pytest.mark.cluster
 
 SECRET_VALUE = "s3cr3t-" + secrets.token_hex(8)
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "--git-dir", str(repo), *args], capture_output=True, text=True, check=True
-    ).stdout
-
-
 def files(repo: Path, prefix: str = "") -> set[str]:
-    listed = git(repo, "ls-tree", "-r", "--name-only", "kube2git").split()
-    return {path for path in listed if path.startswith(prefix)}
-
-
-def show(repo: Path, path: str) -> Any:
-    return yaml.safe_load(git(repo, "show", f"kube2git:{path}"))
-
-
-def commits(repo: Path) -> int:
-    return int(git(repo, "rev-list", "--count", "kube2git").strip())
+    return {path for path in tree(repo) if path.startswith(prefix)}
 
 
 def snapshot(
@@ -52,25 +36,9 @@ def snapshot(
     return code, out, err
 
 
-def eventually(what: str, probe: Callable[[], bool], within: float = 90.0) -> None:
-    deadline = time.monotonic() + within
-    while not probe():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within:.0f}s waiting for {what}")
-        time.sleep(0.5)
-
-
 def ok(response: Any) -> Any:
     assert response.status in (200, 201), response.body
     return response.body
-
-
-@pytest.fixture
-def namespace(control_plane: ControlPlane) -> Iterator[str]:
-    name = f"snap-{secrets.token_hex(4)}"
-    ok(control_plane.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}}))
-    yield name
-    control_plane.request("DELETE", f"/api/v1/namespaces/{name}")
 
 
 def _deployment(name: str, replicas: int) -> dict[str, Any]:
@@ -122,16 +90,32 @@ def test_snapshot_records_what_a_person_wrote_and_nothing_else(
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"},
         },
     }
-    ok(control_plane.request("POST", f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers", hpa))
+    ok(
+        control_plane.request(
+            "POST", f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers", hpa
+        )
+    )
     encoded = base64.b64encode(SECRET_VALUE.encode()).decode()
     secret = {"metadata": {"name": "db"}, "type": "Opaque", "data": {"password": encoded}}
     ok(control_plane.request("POST", f"{ns}/secrets", secret))
     config_map = {"metadata": {"name": "scripts"}, "data": {"run.sh": "#!/bin/sh\necho hi\n"}}
     ok(control_plane.request("POST", f"{ns}/configmaps", config_map))
-    service = {"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}
+    service = {
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+    }
     ok(control_plane.request("POST", f"{ns}/services", service))
-    widget = {"apiVersion": "snap.kube2git.test/v1", "kind": "Widget", "metadata": {"name": "blue"}, "spec": {"size": 3}}
-    ok(control_plane.request("POST", f"/apis/snap.kube2git.test/v1/namespaces/{namespace}/widgets", widget))
+    widget = {
+        "apiVersion": "snap.kube2git.test/v1",
+        "kind": "Widget",
+        "metadata": {"name": "blue"},
+        "spec": {"size": 3},
+    }
+    ok(
+        control_plane.request(
+            "POST", f"/apis/snap.kube2git.test/v1/namespaces/{namespace}/widgets", widget
+        )
+    )
 
     def pods_running() -> bool:
         pods = control_plane.request("GET", f"{ns}/pods").body.get("items", [])
@@ -179,8 +163,16 @@ def test_unchanged_cluster_makes_no_commit_and_changes_make_one(
     control_plane: ControlPlane, namespace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ns = f"/api/v1/namespaces/{namespace}"
-    ok(control_plane.request("POST", f"{ns}/configmaps", {"metadata": {"name": "a"}, "data": {"k": "1"}}))
-    ok(control_plane.request("POST", f"{ns}/configmaps", {"metadata": {"name": "b"}, "data": {"k": "1"}}))
+    ok(
+        control_plane.request(
+            "POST", f"{ns}/configmaps", {"metadata": {"name": "a"}, "data": {"k": "1"}}
+        )
+    )
+    ok(
+        control_plane.request(
+            "POST", f"{ns}/configmaps", {"metadata": {"name": "b"}, "data": {"k": "1"}}
+        )
+    )
     repo = tmp_path / "backup.git"
     assert snapshot(repo, control_plane.kubeconfig, capsys)[0] == 0
     first = commits(repo)
@@ -199,7 +191,7 @@ def test_unchanged_cluster_makes_no_commit_and_changes_make_one(
     assert f"namespaces/{namespace}/configmaps/a.yaml" not in files(repo)
     assert show(repo, f"namespaces/{namespace}/configmaps/b.yaml")["data"] == {"k": "2"}
     message = git(repo, "log", "-1", "--format=%B", "kube2git")
-    assert "/data/k" in message
+    assert ".data.k" in message
 
 
 def test_a_crd_added_later_is_captured(
@@ -209,7 +201,12 @@ def test_a_crd_added_later_is_captured(
     assert snapshot(repo, control_plane.kubeconfig, capsys)[0] == 0
     group = f"g{secrets.token_hex(3)}.kube2git.test"
     control_plane.create_crd(group, "Gadget", "gadgets")
-    gadget = {"apiVersion": f"{group}/v1", "kind": "Gadget", "metadata": {"name": "g1"}, "spec": {"x": 1}}
+    gadget = {
+        "apiVersion": f"{group}/v1",
+        "kind": "Gadget",
+        "metadata": {"name": "g1"},
+        "spec": {"x": 1},
+    }
     ok(control_plane.request("POST", f"/apis/{group}/v1/namespaces/{namespace}/gadgets", gadget))
     assert snapshot(repo, control_plane.kubeconfig, capsys)[0] == 0
     assert f"namespaces/{namespace}/gadgets.{group}/g1.yaml" in files(repo)
@@ -238,10 +235,24 @@ def test_restricted_identity_without_secrets_completes_and_says_so(
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",
         "metadata": {"name": f"{namespace}-reader"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"{namespace}-reader"},
-        "subjects": [{"kind": "User", "name": control_plane.restricted_user, "apiGroup": "rbac.authorization.k8s.io"}],
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": f"{namespace}-reader",
+        },
+        "subjects": [
+            {
+                "kind": "User",
+                "name": control_plane.restricted_user,
+                "apiGroup": "rbac.authorization.k8s.io",
+            }
+        ],
     }
-    ok(control_plane.request("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding))
+    ok(
+        control_plane.request(
+            "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding
+        )
+    )
     ns = f"/api/v1/namespaces/{namespace}"
     ok(control_plane.request("POST", f"{ns}/secrets", {"metadata": {"name": "hidden"}, "data": {}}))
     ok(control_plane.request("POST", f"{ns}/configmaps", {"metadata": {"name": "visible"}}))
@@ -254,8 +265,12 @@ def test_restricted_identity_without_secrets_completes_and_says_so(
         assert f"namespaces/{namespace}/configmaps/visible.yaml" in files(repo)
         assert not files(repo, f"namespaces/{namespace}/secrets/")
     finally:
-        control_plane.request("DELETE", f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{namespace}-reader")
-        control_plane.request("DELETE", f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{namespace}-reader")
+        control_plane.request(
+            "DELETE", f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{namespace}-reader"
+        )
+        control_plane.request(
+            "DELETE", f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{namespace}-reader"
+        )
 
 
 def test_an_identity_that_can_read_nothing_fails(
@@ -273,7 +288,9 @@ def test_bad_kubeconfig_context_and_unreachable_server(
     code, _, err = snapshot(tmp_path / "r.git", tmp_path / "missing", capsys)
     assert (code, err) == (2, f"kube2git: error: {tmp_path / 'missing'}: kubeconfig not found\n")
 
-    code, _, err = snapshot(tmp_path / "r.git", control_plane.kubeconfig, capsys, "--context", "nope")
+    code, _, err = snapshot(
+        tmp_path / "r.git", control_plane.kubeconfig, capsys, "--context", "nope"
+    )
     assert code == 2
     assert "nope" in err
     assert err.count("\n") == 1

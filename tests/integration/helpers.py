@@ -1,0 +1,140 @@
+"""What the integration tests share: git inspection, polling, and the exporter as a process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+BRANCH = "kube2git"
+
+
+def git(repo: Path, *args: str, check: bool = True) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(repo), *args], capture_output=True, text=True, check=check
+    ).stdout
+
+
+def tree(repo: Path, ref: str = BRANCH) -> dict[str, str]:
+    """path → blob id at ``ref`` ({} when the branch does not exist yet)."""
+    out = git(repo, "ls-tree", "-r", ref, check=False)
+    entries = {}
+    for line in out.splitlines():
+        meta, path = line.split("\t", 1)
+        entries[path] = meta.split()[2]
+    return entries
+
+
+def show(repo: Path, path: str, ref: str = BRANCH) -> Any:
+    return yaml.safe_load(git(repo, "show", f"{ref}:{path}"))
+
+
+def commit_count(repo: Path, ref: str = BRANCH) -> int:
+    out = git(repo, "rev-list", "--count", ref, check=False).strip()
+    return int(out) if out else 0
+
+
+def eventually(what: str, probe: Callable[[], bool], within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while not probe():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within:.0f}s waiting for {what}")
+        time.sleep(0.25)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+FAST_PACING = """
+run:
+  pacing:
+    quiet_period: 0.5
+    max_delay: 2.0
+    push_interval: 1.0
+  drain_timeout: 30
+cluster:
+  watch_timeout_seconds: 60
+git:
+  remote:
+    retry_delays: [0.5, 1.0]
+"""
+
+
+class ExporterProcess:
+    """``kube2git run`` as a real process, as a user or a pod would run it."""
+
+    def __init__(
+        self, tmp_path: Path, kubeconfig: Path, *, repo: Path | None = None, remote: str = ""
+    ) -> None:
+        self.repo = repo or tmp_path / "backup.git"
+        self.kubeconfig = kubeconfig
+        self.remote = remote
+        self.port = free_port()
+        self.config = tmp_path / "kube2git.yaml"
+        self.config.write_text(FAST_PACING)
+        self.log = tmp_path / f"run-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ExporterProcess:
+        argv = [
+            sys.executable, "-m", "exporter.cli", "run",
+            "--repo", str(self.repo), "--kubeconfig", str(self.kubeconfig),
+            "--config", str(self.config), "--listen", f"127.0.0.1:{self.port}",
+        ]  # fmt: skip
+        if self.remote:
+            argv += ["--remote", self.remote]
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=os.environ.copy())
+        eventually("the exporter to be ready", self.ready, within=120)
+        return self
+
+    def http(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as reply:
+                return reply.status, reply.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return 0, ""
+
+    def ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            pytest.fail(
+                f"exporter exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}"
+            )
+        return self.http("/readyz")[0] == 200
+
+    def metric(self, name: str) -> float:
+        _, text = self.http("/metrics")
+        for line in text.splitlines():
+            if line.startswith((name + " ", name + "{")):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
