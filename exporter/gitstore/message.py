@@ -128,9 +128,19 @@ def covers(fields: Mapping[str, Any], path: FieldPath) -> bool:
     Map keys are ``f:<key>``; list items are ``k:{…}``, ``v:…`` or ``i:N`` and match any
     index, since the index an item had when the manager wrote it is not recorded.
     """
+    return match_depth(fields, path) is not None
+
+
+def match_depth(fields: Mapping[str, Any], path: FieldPath) -> int | None:
+    """How deep along ``path`` a ``fieldsV1`` set owns it; ``None`` when it does not.
+
+    A manager that created a map (``f:data: {}``) keeps owning the map itself after another
+    manager changed one of its keys (``f:data: {f:mode: {}}``): the deeper owner is the one
+    who made the change.
+    """
     if not fields:
-        return False
-    return _covers(fields, path)
+        return None
+    return _depth(fields, path, 0)
 
 
 def _is_leaf(node: Mapping[str, Any]) -> bool:
@@ -138,22 +148,24 @@ def _is_leaf(node: Mapping[str, Any]) -> bool:
     return not any(key != "." for key in node)
 
 
-def _covers(node: Mapping[str, Any], path: FieldPath) -> bool:
+def _depth(node: Mapping[str, Any], path: FieldPath, offset: int) -> int | None:
     for depth, step in enumerate(path):
         if _is_leaf(node):
-            return True  # a leaf: the manager owns the whole value below it
+            return offset + depth  # a leaf: the manager owns the whole value below it
         if isinstance(step, int) or step == "-":
             rest = path[depth + 1 :]
-            return any(
-                _covers(child, rest)
+            depths = [
+                found
                 for key, child in node.items()
                 if key.startswith(_LIST_ITEM_PREFIXES) and isinstance(child, Mapping)
-            )
+                if (found := _depth(child, rest, offset + depth + 1)) is not None
+            ]
+            return max(depths, default=None)
         child = node.get(f"f:{step}")
         if not isinstance(child, Mapping):
-            return False
+            return None
         node = child
-    return True
+    return offset + len(path)
 
 
 def touches(fields: Mapping[str, Any], body: Any) -> bool:
@@ -180,9 +192,14 @@ def _eligible(managers: Sequence[FieldManager]) -> list[FieldManager]:
 def responsible_for_paths(
     managers: Sequence[FieldManager], paths: Sequence[FieldPath]
 ) -> FieldManager | None:
-    """The manager with the newest ``time`` among those owning any of ``paths``."""
-    candidates = [m for m in _eligible(managers) if any(covers(m.fields, path) for path in paths)]
-    return max(candidates, key=lambda m: m.time) if candidates else None
+    """The manager owning a changed path most specifically; the newest ``time`` breaks ties."""
+    best: tuple[int, str] | None = None
+    chosen = None
+    for manager in _eligible(managers):
+        depths = [d for path in paths if (d := match_depth(manager.fields, path)) is not None]
+        if depths and (best is None or (max(depths), manager.time) > best):
+            best, chosen = (max(depths), manager.time), manager
+    return chosen
 
 
 def responsible_for_body(
