@@ -21,6 +21,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -251,13 +252,7 @@ class ControlPlane:
     ) -> Response:
         """One API call with a client certificate (``admin`` or ``restricted``); never raises on
         an HTTP error status, so callers can assert on 403/409/410/429 directly."""
-        url = urllib.parse.urlsplit(self.server)
-        conn = http.client.HTTPSConnection(
-            url.hostname or "127.0.0.1",
-            url.port,
-            context=self._ssl_context(identity),
-            timeout=timeout,
-        )
+        conn = self._connection(identity, timeout)
         headers = {"Accept": "application/json"}
         if impersonate is not None:
             headers["Impersonate-User"] = impersonate
@@ -330,7 +325,9 @@ class ControlPlane:
     def restart_apiserver(self, *, timeout: float = 120.0) -> None:
         """Stop and start kube-apiserver on the same port: every open watch ends, and the new
         watch cache starts at the current revision (old resourceVersions become too old)."""
-        self._stop("kube-apiserver")
+        # Graceful shutdown waits up to a minute for open watches' connections; past a few
+        # seconds the outcome for clients is the same (their watches end), so cut it short.
+        self._stop("kube-apiserver", timeout=5.0)
         self._launch("kube-apiserver")
         self._wait_apiserver(timeout)
 
@@ -343,12 +340,27 @@ class ControlPlane:
             self._etcd("/v3/kv/compaction", {"revision": revision, "physical": True})
         return revision
 
+    def _connection(self, identity: str, timeout: float | None) -> http.client.HTTPSConnection:
+        url = urllib.parse.urlsplit(self.server)
+        return http.client.HTTPSConnection(
+            url.hostname or "127.0.0.1",
+            url.port,
+            context=self._ssl_context(identity),
+            timeout=timeout,
+        )
+
     @contextlib.contextmanager
     def apf_reject(self, user: str = RESTRICTED.user, *, timeout: float = 60.0) -> Iterator[None]:
         """While active, API Priority and Fairness answers every request of ``user`` with 429
-        and ``Retry-After``: a FlowSchema sends the user to a priority level with no seats
-        that rejects instead of queueing. Entered only once the rejection is observed."""
+        and ``Retry-After``. Entered only once a rejection has been observed.
+
+        A FlowSchema sends ``user`` to a priority level with zero seats that rejects instead of
+        queueing. APF still admits a request when nothing at all executes at that level (so a
+        zero-seat level cannot starve forever), so a second user routed there holds a request
+        open for the duration: a create whose body never arrives.
+        """
         name = f"kube2git-test-reject-{secrets.token_hex(4)}"
+        holder_user = f"{name}-seat-holder"
         base = "/apis/flowcontrol.apiserver.k8s.io/v1"
         level = {
             "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
@@ -374,7 +386,10 @@ class ControlPlane:
                 "distinguisherMethod": {"type": "ByUser"},
                 "rules": [
                     {
-                        "subjects": [{"kind": "User", "user": {"name": user}}],
+                        "subjects": [
+                            {"kind": "User", "user": {"name": user}},
+                            {"kind": "User", "user": {"name": holder_user}},
+                        ],
                         "resourceRules": [
                             {
                                 "verbs": ["*"],
@@ -390,23 +405,35 @@ class ControlPlane:
             },
         }
 
-        def probe() -> int:
+        def probe(who: str) -> Response:
             # Admin is exempt from APF; impersonation is resolved before APF classifies.
-            return self.request("GET", "/api/v1/namespaces/default/pods", impersonate=user).status
+            return self.request("GET", "/api/v1/namespaces/default/pods", impersonate=who)
 
         self._ok(self.request("POST", f"{base}/prioritylevelconfigurations", level))
+        holder = _SeatHolder(self, holder_user)
         try:
-            self._ok(self.request("POST", f"{base}/flowschemas", schema))
-            try:
-                _wait_until("APF to reject the user", lambda: probe() == 429, timeout=timeout)
-                yield
-            finally:
-                self._ok(self.request("DELETE", f"{base}/flowschemas/{name}"), 200, 202, 404)
-                _wait_until("APF to admit the user", lambda: probe() != 429, timeout=timeout)
+            schema_uid = self._ok(self.request("POST", f"{base}/flowschemas", schema))["metadata"][
+                "uid"
+            ]
+            _wait_until(
+                "APF to route requests to the new FlowSchema",
+                lambda: (
+                    probe(holder_user).headers.get("x-kubernetes-pf-flowschema-uid") == schema_uid
+                ),
+                timeout=timeout,
+            )
+            holder.start()
+            _wait_until(
+                "APF to reject the user", lambda: probe(user).status == 429, timeout=timeout
+            )
+            yield
         finally:
+            holder.stop()
+            self._ok(self.request("DELETE", f"{base}/flowschemas/{name}"), 200, 202, 404)
             self._ok(
                 self.request("DELETE", f"{base}/prioritylevelconfigurations/{name}"), 200, 202, 404
             )
+            _wait_until("APF to admit the user", lambda: probe(user).status != 429, timeout=timeout)
 
     def create_crd(
         self,
@@ -512,6 +539,60 @@ class ControlPlane:
         _wait_until("kube-apiserver /readyz", ready, timeout=timeout)
 
 
+class _SeatHolder:
+    """Keeps one request executing at a priority level until stopped.
+
+    The request is a SelfSubjectAccessReview (every authenticated user may create one) whose
+    declared body never fully arrives, so the handler blocks reading it while holding its seat.
+    The body is small on purpose: past the API server's request timeout, net/http then waits
+    for the rest of the body rather than closing, so the seat stays held. Should the server
+    answer anyway, the request is sent again at once.
+    """
+
+    def __init__(self, cluster: ControlPlane, user: str) -> None:
+        """Prepare to hold a seat as ``user`` (impersonated by the admin identity)."""
+        self._cluster = cluster
+        self._user = user
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._conn: http.client.HTTPSConnection | None = None
+        self._thread = threading.Thread(target=self._run, name=f"apf-{user}", daemon=True)
+
+    def start(self) -> None:
+        """Begin holding the seat in a background thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Close the pending request, which frees the seat, and join the thread."""
+        self._stopping.set()
+        with self._lock:
+            if self._conn is not None and self._conn.sock is not None:
+                with contextlib.suppress(OSError):
+                    self._conn.sock.shutdown(socket.SHUT_RDWR)
+        if self._thread.is_alive():
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            conn = self._cluster._connection("admin", timeout=None)
+            with self._lock:
+                self._conn = conn
+            try:
+                conn.putrequest("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
+                conn.putheader("Impersonate-User", self._user)
+                conn.putheader("Content-Type", "application/json")
+                conn.putheader("Content-Length", "4096")
+                conn.endheaders(b"{")
+                conn.getresponse().read()  # returns only if the server gave up on us
+            except (OSError, http.client.HTTPException):
+                pass  # stop() shut the socket down, or the server closed it
+            finally:
+                with self._lock:
+                    self._conn = None
+                conn.close()
+            self._stopping.wait(0.05)
+
+
 def _rv(obj: JSON) -> JSON:
     return {"resourceVersion": obj["metadata"]["resourceVersion"]}
 
@@ -555,13 +636,13 @@ def _commands(
     return {
         "etcd": [
             str(bin_dir / "etcd"),
-            "--name=default",
+            "--name=kube2git",
             f"--data-dir={d / 'etcd'}",
             f"--listen-client-urls={etcd_url}",
             f"--advertise-client-urls={etcd_url}",
             f"--listen-peer-urls=http://127.0.0.1:{peer}",
             f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-            f"--initial-cluster=default=http://127.0.0.1:{peer}",
+            f"--initial-cluster=kube2git=http://127.0.0.1:{peer}",
             "--quota-backend-bytes=8589934592",
             "--unsafe-no-fsync",  # throwaway data: durability is not worth the fsync latency
             "--log-level=warn",

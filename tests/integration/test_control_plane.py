@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tests.cluster.control_plane import ControlPlane
+from tests.cluster.control_plane import KWOK_NODE_ANNOTATION, ControlPlane
 
 pytestmark = pytest.mark.cluster
 
@@ -40,17 +39,6 @@ async def eventually(
         if loop.time() > deadline:
             pytest.fail(f"timed out after {within:.0f}s waiting for {what}")
         await asyncio.sleep(0.5)
-
-
-@pytest.fixture
-async def namespace(control_plane: ControlPlane) -> AsyncIterator[str]:
-    """A fresh namespace per test, deleted afterwards (other tests share the cluster)."""
-    name = f"cp-test-{secrets.token_hex(4)}"
-    async with api_client(control_plane.kubeconfig) as api:
-        core = client.CoreV1Api(api)
-        await core.create_namespace(client.V1Namespace(metadata=_meta(name)))
-        yield name
-        await core.delete_namespace(name)
 
 
 def _meta(name: str, labels: dict[str, str] | None = None) -> client.V1ObjectMeta:
@@ -79,9 +67,15 @@ async def test_deployment_gets_replicaset_and_pods_run_on_kwok_node(
     control_plane: ControlPlane, namespace: str
 ) -> None:
     """Controllers create the ReplicaSet, the scheduler binds pods to kwok nodes, kwok runs them."""
-    nodes = set(await asyncio.to_thread(control_plane.create_kwok_nodes, 2))
+    await asyncio.to_thread(control_plane.create_kwok_nodes, 2)
     async with api_client(control_plane.kubeconfig) as api:
         apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+        # The cluster is shared, so the pods may land on kwok nodes of earlier tests too.
+        kwok_nodes = {
+            node.metadata.name
+            for node in (await core.list_node()).items
+            if (node.metadata.annotations or {}).get(KWOK_NODE_ANNOTATION) == "fake"
+        }
         deployment = await apps.create_namespaced_deployment(namespace, _deployment("web", 3))
 
         async def replicaset_owned() -> bool:
@@ -97,7 +91,7 @@ async def test_deployment_gets_replicaset_and_pods_run_on_kwok_node(
         async def pods_running() -> bool:
             pods = (await core.list_namespaced_pod(namespace, label_selector="app=web")).items
             return len(pods) == 3 and all(
-                pod.spec.node_name in nodes
+                pod.spec.node_name in kwok_nodes
                 and pod.status.phase == "Running"
                 and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
                 for pod in pods
