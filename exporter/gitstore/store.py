@@ -261,12 +261,14 @@ class GitStore:
     def _commit(self, changes: Sequence[Change]) -> CommitInfo | None:
         latest: dict[str, Change] = {}
         for change in changes:
-            latest.pop(change.key.path, None)  # keep the last one, in its position
-            latest[change.key.path] = change
+            path = change.key.path
+            latest.pop(path, None)  # keep the last one, in its position
+            latest[path] = change
         tip = self._tip()
         tree = tip.tree if tip is not None else None
         delta: TreeDelta = {}
         described: list[ObjectChange] = []
+        actions: dict[str, list[str]] = {"added": [], "modified": [], "deleted": []}
         new_blobs: dict[pygit2.Oid, bytes] = {}
         for path, change in latest.items():
             old = self._blob_at(tree, path)
@@ -274,6 +276,7 @@ class GitStore:
                 if old is None:
                     continue
                 delta[path] = None
+                actions["deleted"].append(path)
                 described.append(
                     ObjectChange(
                         "deleted", change.key, change.kind, resource_version=change.resource_version
@@ -286,6 +289,7 @@ class GitStore:
             new_blobs[new] = change.content
             delta[path] = new
             described.append(self._describe(change, old))
+            actions[described[-1].action].append(path)
         if not delta:
             return None
         loose = self._write_blobs(new_blobs)
@@ -310,9 +314,9 @@ class GitStore:
             subject=message.subject,
             message=message.text,
             author=author.name,
-            added=tuple(c.key.path for c in described if c.action == "added"),
-            modified=tuple(c.key.path for c in described if c.action == "modified"),
-            deleted=tuple(c.key.path for c in described if c.action == "deleted"),
+            added=tuple(actions["added"]),
+            modified=tuple(actions["modified"]),
+            deleted=tuple(actions["deleted"]),
         )
         log.info(
             "gitstore.committed",
