@@ -222,8 +222,12 @@ def _scope(key: ObjectKey) -> str:
     return "cluster" if key.namespace is None else key.namespace
 
 
+_ACTION_ORDER = {"modified": 0, "added": 1, "deleted": 2}
+
+
 def build_subject(changes: Sequence[ObjectChange]) -> str:
-    """Name the objects when they fit on one line, else count them."""
+    """Name the objects when they fit on one line (modifications first), else count them."""
+    changes = sorted(changes, key=lambda c: (_ACTION_ORDER[c.action], c.key.path))
     scopes = {_scope(c.key) for c in changes}
     if len(scopes) == 1:
         (scope,) = scopes

@@ -109,11 +109,11 @@ def test_message_for_a_kubectl_edit() -> None:
         "12345",
     )
     message = build_message([change, ObjectChange("added", SCRIPTS, "ConfigMap")])
-    assert message.subject == "shop: ConfigMap scripts added, Deployment web modified"
+    assert message.subject == "shop: Deployment web modified, ConfigMap scripts added"
     assert message.author == "kubectl-edit"
     assert message.author_time == "2024-05-01T10:00:00Z"
     assert message.text == (
-        "shop: ConfigMap scripts added, Deployment web modified\n"
+        "shop: Deployment web modified, ConfigMap scripts added\n"
         "\n"
         "added ConfigMap shop/scripts\n"
         "modified Deployment shop/web by kubectl-edit (resourceVersion 12345)\n"
@@ -158,4 +158,4 @@ def test_subject_across_namespaces_and_cluster_scope() -> None:
     other = ObjectKey("", "configmaps", "kube-system", "x")
     assert build_subject(
         [ObjectChange("added", other, "ConfigMap"), ObjectChange("modified", WEB, "Deployment")]
-    ) == ("ConfigMap kube-system/x added, Deployment shop/web modified")
+    ) == ("Deployment shop/web modified, ConfigMap kube-system/x added")
