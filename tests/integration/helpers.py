@@ -77,14 +77,24 @@ class ExporterProcess:
     """``kube2git run`` as a real process, as a user or a pod would run it."""
 
     def __init__(
-        self, tmp_path: Path, kubeconfig: Path, *, repo: Path | None = None, remote: str = ""
+        self,
+        tmp_path: Path,
+        kubeconfig: Path,
+        *,
+        repo: Path | None = None,
+        remote: str = "",
+        watch_timeout: int = 60,
     ) -> None:
         self.repo = repo or tmp_path / "backup.git"
         self.kubeconfig = kubeconfig
         self.remote = remote
         self.port = free_port()
         self.config = tmp_path / "kube2git.yaml"
-        self.config.write_text(FAST_PACING)
+        self.config.write_text(
+            FAST_PACING.replace(
+                "watch_timeout_seconds: 60", f"watch_timeout_seconds: {watch_timeout}"
+            )
+        )
         self.log = tmp_path / f"run-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
