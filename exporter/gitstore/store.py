@@ -122,6 +122,7 @@ class GitStore:
         self._repo = self._open()
         self._lock_fd = self._acquire_writer_lock()
         self._remove_stale_ref_locks()
+        self._remove_temporary_objects()
         self._loose = self._count_loose()
         self._undeltified = False
         self._transport: GitTransport | None = None
@@ -159,6 +160,13 @@ class GitStore:
             if stale.exists():
                 log.warning("gitstore.stale_lock_removed", file=str(stale))
                 stale.unlink(missing_ok=True)
+
+    def _remove_temporary_objects(self) -> None:
+        """Drop half-written packs and objects (``tmp_*``) a killed writer left behind."""
+        objects = self.path / "objects"
+        for stale in [*objects.glob("tmp_*"), *objects.glob("*/tmp_*")]:
+            log.warning("gitstore.temporary_file_removed", file=str(stale))
+            stale.unlink(missing_ok=True)
 
     def close(self) -> None:
         """Release the writer lock and the repository."""

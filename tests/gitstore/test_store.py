@@ -284,6 +284,7 @@ def test_kill_9_in_the_middle_of_a_large_commit_leaves_a_valid_repository(
     assert child.returncode == -signal.SIGKILL
     fsck(path)
     with GitStore(path) as store:
+        assert not list((path / "objects").glob("**/tmp_*"))  # leftovers cleared on open
         assert store.head() == first.id  # the interrupted commit never happened
         assert set(store.index()) == {"namespaces/shop/configmaps/before.yaml"}
         again = store.commit([configmap("shop", "after")])
