@@ -12,6 +12,7 @@ Errors (all :class:`ClusterError`):
 - :class:`KubeconfigError`: no usable kubeconfig or context (a user error);
 - :class:`Unreachable`: the API server cannot be reached or timed out;
 - :class:`Unauthorized` (401: expired or wrong credentials), :class:`Forbidden` (403);
+- :class:`NotFound` (404), :class:`Conflict` (409: someone else wrote first);
 - :class:`Gone` (410: the resourceVersion is too old: relist);
 - :class:`TooManyRequests` (429, with the server's ``Retry-After``);
 - :class:`ApiError`: any other failed response.
@@ -70,6 +71,14 @@ class Forbidden(ApiError):
     """403: RBAC denies the request."""
 
 
+class NotFound(ApiError):
+    """404: no such object (or type)."""
+
+
+class Conflict(ApiError):
+    """409: the object exists already, or changed since it was read."""
+
+
 class Gone(ApiError):
     """410: the requested resourceVersion is no longer in the server's history."""
 
@@ -82,7 +91,13 @@ class TooManyRequests(ApiError):
         self.retry_after = retry_after
 
 
-_ERRORS: Mapping[int, type[ApiError]] = {401: Unauthorized, 403: Forbidden, 410: Gone}
+_ERRORS: Mapping[int, type[ApiError]] = {
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    410: Gone,
+}
 
 
 class TokenBucket:
@@ -217,17 +232,27 @@ class Cluster:
         await self._api.close()
 
     async def _send(
-        self, path: str, params: Mapping[str, Any] | None, *, limits: aiohttp.ClientTimeout
+        self,
+        path: str,
+        params: Mapping[str, Any] | None,
+        *,
+        limits: aiohttp.ClientTimeout,
+        method: str = "GET",
+        body: Json | None = None,
     ) -> aiohttp.ClientResponse:
-        """Send a GET; raise the mapped error for any non-2xx status."""
+        """Send a request; raise the mapped error for any non-2xx status."""
         await self._bucket.acquire()
         self.requests += 1
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         try:
             response: aiohttp.ClientResponse = await self._api.call_api(
                 path,
-                "GET",
+                method,
                 query_params=list((params or {}).items()),
-                header_params={"Accept": "application/json"},
+                header_params=headers,
+                body=body,
                 auth_settings=["BearerToken"],
                 _preload_content=False,
                 _request_timeout=limits,
@@ -240,8 +265,18 @@ class Cluster:
 
     async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Json:
         """GET a JSON document."""
+        return await self.call("GET", path, params)
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        body: Json | None = None,
+    ) -> Json:
+        """One request with a JSON answer (the exporter only writes its leader Lease)."""
         timeout = aiohttp.ClientTimeout(total=self._settings.request_timeout)
-        response = await self._send(path, params, limits=timeout)
+        response = await self._send(path, params, limits=timeout, method=method, body=body)
         try:
             async with response:
                 data: Json = orjson.loads(await response.read())

@@ -117,6 +117,26 @@ class PacingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaderElectionSettings:
+    """Several replicas, one writer: a coordination.k8s.io Lease decides which."""
+
+    enabled: bool = False
+    """Take part in leader election; only the leader syncs, commits and pushes."""
+    namespace: str = ""
+    """Namespace of the Lease; empty: the pod's own namespace, else ``default``."""
+    name: str = "kube2git"
+    """Name of the Lease."""
+    identity: str = ""
+    """This replica's name in the Lease; empty: the host name and process id."""
+    lease_duration: float = 15.0
+    """Seconds a leader's last renewal keeps others off: the longest hand-over time."""
+    renew_deadline: float = 10.0
+    """Seconds the leader keeps trying to renew before it gives up and exits."""
+    retry_period: float = 2.0
+    """Seconds between renewals (and between attempts of a waiting replica)."""
+
+
+@dataclass(frozen=True, slots=True)
 class RunSettings:
     """The continuous exporter (``kube2git run``)."""
 
@@ -128,6 +148,8 @@ class RunSettings:
     """Address of ``/healthz``, ``/readyz`` and ``/metrics``; ``""`` disables the server."""
     drain_timeout: float = 30.0
     """Seconds allowed on SIGTERM to commit what is pending and push it."""
+    leader_election: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)
+    """Leader election between replicas."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from exporter.coalescer import Coalescer, Pacer
 from exporter.config import Settings
 from exporter.gitstore import GitStore, GitStoreError
 from exporter.health import HealthServer
+from exporter.leader import LeaderElector
 from exporter.messages import Delete
 from exporter.metrics import Metrics, Sampled
 from exporter.sync import FullSync, Normalizer
@@ -102,6 +103,8 @@ class Exporter:
         self._synced = False
         self._task_group: asyncio.TaskGroup | None = None
         self.health: HealthServer | None = None
+        election = settings.run.leader_election
+        self._elector = LeaderElector(cluster, election) if election.enabled else None
         self.metrics.sample(
             Sampled(
                 api_requests=lambda: self._cluster.requests,
@@ -116,6 +119,8 @@ class Exporter:
     # -- readiness -------------------------------------------------------------------------
 
     def readiness(self) -> tuple[bool, str]:
+        if self._elector is not None and not self._elector.is_leader:
+            return False, f"waiting for leadership ({self._elector.identity})"
         if not self._synced:
             return False, "initial sync in progress"
         unhealthy = sorted(r.name for r, (w, _) in self._watchers.items() if not w.healthy)
@@ -133,12 +138,21 @@ class Exporter:
             )
             await self.health.start()
         try:
+            if self._elector is not None and not await self._elector.acquire(self._stop):
+                return  # stopped while waiting: never led, nothing to drain
             await self._supervise()
         finally:
+            if self._elector is not None:
+                await self._elector.release()
             if self.health is not None:
                 await self.health.stop()
 
     async def _supervise(self) -> None:
+        if self._settings.git.remote.url:
+            try:
+                await asyncio.to_thread(self._store.catch_up)
+            except GitStoreError as error:  # the remote may be down: start from what we have
+                log.warning("remote.catch_up_failed", error=str(error))
         index = await asyncio.to_thread(self._store.index)
         sync = FullSync(
             self._cluster,
@@ -168,7 +182,12 @@ class Exporter:
                 group.create_task(self._discoverer(), name="discoverer"),
                 group.create_task(self._packer(), name="packer"),
             )
-            group.create_task(self._drain_on_stop(pusher, housekeeping), name="drain")
+            leadership = (
+                (group.create_task(self._elector.hold(), name="leadership"),)
+                if self._elector is not None
+                else ()
+            )
+            group.create_task(self._drain_on_stop(pusher, housekeeping, leadership), name="drain")
 
     def _start_watcher(self, resource: ApiResource, resource_version: str) -> None:
         assert self._task_group is not None
@@ -185,7 +204,10 @@ class Exporter:
         self._watchers[resource] = (watcher, task)
 
     async def _drain_on_stop(
-        self, pusher: asyncio.Task[None], housekeeping: tuple[asyncio.Task[None], ...]
+        self,
+        pusher: asyncio.Task[None],
+        housekeeping: tuple[asyncio.Task[None], ...],
+        leadership: tuple[asyncio.Task[None], ...],
     ) -> None:
         """On stop: no new events, commit everything pending, push it, within the deadline."""
         await self._stop.wait()
@@ -202,6 +224,9 @@ class Exporter:
         except TimeoutError:
             log.error("run.drain_timeout", seconds=self._run.drain_timeout)
             raise
+        finally:
+            for task in leadership:  # held through the drain: one writer until the end
+                task.cancel()
         log.info("run.drained")
 
     # -- processing ------------------------------------------------------------------------

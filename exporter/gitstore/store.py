@@ -588,6 +588,36 @@ class GitStore:
                     attempts=attempts,
                 )
 
+    def catch_up(self) -> str | None:
+        """Start from the remote's branch, so a new or returning replica diffs against it.
+
+        A missing or older local branch moves to the remote tip (a fast-forward, never a
+        loss: the local branch has nothing the remote lacks); a diverged one is pushed,
+        which replays its commits on top. Returns the local tip afterwards.
+        """
+        if not self.settings.remote.url:
+            return self.head()
+        transport = self._remote()
+        with self._push_lock, self._gc_lock:
+            found = transport.fetch(self.settings.branch, self._tracking)
+        if not found:
+            return self.head()
+        with self._lock:
+            local, remote = self._tip(), self._tracked()
+            assert remote is not None
+            behind = local is None or (
+                local.id != remote.id and self._repo.descendant_of(remote.id, local.id)
+            )
+            if behind:
+                self._repo.references.create(self._ref, remote.id, force=True)
+                log.info("gitstore.caught_up", tip=str(remote.id)[:12])
+                return str(remote.id)
+            assert local is not None
+            diverged = local.id != remote.id and not self._repo.descendant_of(local.id, remote.id)
+        if diverged:
+            self.push()
+        return self.head()
+
     def _replay(self) -> tuple[int, list[str]]:
         """Rebuild our commits since the merge base on top of the fetched remote tip."""
         with self._lock:

@@ -84,21 +84,22 @@ class ExporterProcess:
         repo: Path | None = None,
         remote: str = "",
         watch_timeout: int = 60,
+        run_config: str = "",
     ) -> None:
         self.repo = repo or tmp_path / "backup.git"
         self.kubeconfig = kubeconfig
         self.remote = remote
         self.port = free_port()
-        self.config = tmp_path / "kube2git.yaml"
+        self.config = tmp_path / f"kube2git-{self.port}.yaml"
         self.config.write_text(
             FAST_PACING.replace(
                 "watch_timeout_seconds: 60", f"watch_timeout_seconds: {watch_timeout}"
-            )
+            ).replace("\nrun:\n", "\nrun:\n" + run_config)
         )
         self.log = tmp_path / f"run-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> ExporterProcess:
+    def start(self, *, wait_ready: bool = True) -> ExporterProcess:
         argv = [
             sys.executable, "-m", "exporter.cli", "run",
             "--repo", str(self.repo), "--kubeconfig", str(self.kubeconfig),
@@ -108,7 +109,10 @@ class ExporterProcess:
             argv += ["--remote", self.remote]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=os.environ.copy())
-        eventually("the exporter to be ready", self.ready, within=120)
+        if wait_ready:
+            eventually("the exporter to be ready", self.ready, within=120)
+        else:
+            eventually("the exporter to serve /healthz", lambda: self.http("/healthz")[0] == 200)
         return self
 
     def http(self, path: str) -> tuple[int, str]:
