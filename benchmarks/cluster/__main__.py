@@ -1,0 +1,424 @@
+"""``python -m benchmarks.cluster --scale S|M|L [--exporter kube2git] [--peer katafygio]``
+
+Starts a control plane (controllers + kwok) in a temporary directory (or uses ``--cluster-dir``),
+populates it, runs every selected exporter side by side (each its own subprocess, client
+identity and repository) through four scenarios, and writes results to benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from benchmarks.cluster import measure, report
+from benchmarks.cluster.api import Api, admin_api, mint_identity
+from benchmarks.cluster.exporters import (
+    Exporter,
+    RepoWatcher,
+    Runner,
+    katafygio,
+    kube2git,
+    repo_size,
+)
+from benchmarks.cluster.peers import ensure_katafygio
+from benchmarks.cluster.workload import (
+    CRD_GROUP,
+    CRD_KIND,
+    CRD_PLURAL,
+    NODES,
+    Editor,
+    Inventory,
+    plan,
+    storm,
+)
+from tests.cluster import control_plane
+from tests.cluster.build import ensure_built
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+DEFAULTS = {  # steady edit seconds, storm seconds, restart-scenario seconds
+    "S": (60, 40, 60),
+    "M": (180, 90, 120),
+    "L": (180, 90, 120),
+}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(mem_kb / 2**20, 1),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+@contextlib.contextmanager
+def _tolerate_exec_race() -> Iterator[None]:
+    """Workaround for tests/cluster: right after exec, /proc/<pid>/cmdline of a large Go binary
+    can read empty for a moment, and ``start`` then takes a live etcd for dead. Retry the check
+    briefly while starting."""
+    original = control_plane._pid_runs
+
+    def patient(pid: int, binary: str) -> bool:
+        for _ in range(20):
+            if original(pid, binary):
+                return True
+            if not Path(f"/proc/{pid}").exists():
+                return False
+            time.sleep(0.05)
+        return False
+
+    control_plane._pid_runs = patient
+    try:
+        yield
+    finally:
+        control_plane._pid_runs = original
+
+
+def start_cluster(directory: Path) -> control_plane.ControlPlane:
+    if (directory / "cluster.json").exists():
+        cluster = control_plane.ControlPlane.load(directory)
+        if cluster.ready():
+            return cluster
+    with _tolerate_exec_race():
+        return control_plane.start(directory, ensure_built(), controllers=True, kwok=True)
+
+
+def populate(
+    cluster: control_plane.ControlPlane, api: Api, scale: str
+) -> tuple[Inventory, dict[str, Any]]:
+    inv, posts, namespaces = plan(scale)
+    started = time.monotonic()
+    cluster.create_kwok_nodes(NODES[scale])
+    cluster.create_crd(CRD_GROUP, CRD_KIND, CRD_PLURAL)
+    api.create_many((("/api/v1/namespaces", ns) for ns in namespaces), threads=8)
+    # The namespace controller must create the default ServiceAccount before pods can exist.
+    created, existing = api.create_many(posts, threads=16)
+    seconds = time.monotonic() - started
+    log(
+        f"populated {len(inv.objects)} objects ({created} new, {existing} existing) "
+        f"in {seconds:.0f}s"
+    )
+    deployments = len(inv.of_kind("Deployment"))
+    deadline = time.monotonic() + 60 + deployments * 0.05
+    pods = 0
+    while time.monotonic() < deadline:
+        items = api.ok("GET", "/api/v1/pods?labelSelector=tier%3Dweb&limit=100000")["items"]
+        pods = sum(1 for p in items if p.get("status", {}).get("phase") == "Running")
+        if pods >= deployments:
+            break
+        time.sleep(2)
+    log(f"{pods} pods running for {deployments} deployments")
+    return inv, {
+        "objects": len(inv.objects),
+        "populate_seconds": round(seconds, 1),
+        "pods_running": pods,
+        "nodes": NODES[scale],
+    }
+
+
+class Subject:
+    """One exporter in the run: its runner, repository watcher and results."""
+
+    def __init__(self, exporter: Exporter, work: Path, kubeconfig: Path) -> None:
+        self.exporter = exporter
+        self.repo = work / f"{exporter.name}.repo"
+        self.runner = Runner(exporter, self.repo, kubeconfig, work / f"{exporter.name}.log")
+        self.watcher = RepoWatcher(self.repo, exporter.ref)
+        self.results: dict[str, Any] = {}
+
+
+def initial_capture(subjects: list[Subject], inv: Inventory, timeout: float) -> None:
+    for s in subjects:
+        s.runner.start()
+        s.watcher.start()
+    start = time.time()
+    pending = {s.exporter.name: s for s in subjects}
+    expected = {
+        s.exporter.name: {s.exporter.path_of(o) for o in inv.objects if s.exporter.captures(o)}
+        for s in subjects
+    }
+    while pending and time.time() - start < timeout:
+        time.sleep(0.5)
+        for name, s in list(pending.items()):
+            if not s.runner.alive():
+                s.results["initial"] = {"error": f"exited with {s.runner.proc.returncode}"}
+                del pending[name]
+                continue
+            have = s.watcher.tip_paths() if s.watcher.tip else set()
+            if expected[name] <= have:
+                s.results["initial"] = {
+                    "seconds": round(time.time() - start, 1),
+                    "cpu_seconds": round(s.runner.cpu_seconds(), 1),
+                    "peak_rss_mib": round(s.runner.peak_rss() / 2**20, 1),
+                    "commits": len(s.watcher.order),
+                    "files": len(have),
+                    "expected_files": len(expected[name]),
+                }
+                log(f"{name}: whole cluster in a commit after {time.time() - start:.1f}s")
+                del pending[name]
+    for name, s in pending.items():
+        have = s.watcher.tip_paths() if s.watcher.tip else set()
+        s.results["initial"] = {
+            "error": f"timeout after {timeout:.0f}s",
+            "missing": len(expected[name] - have),
+        }
+        log(f"{name}: initial capture timed out; {len(expected[name] - have)} missing")
+
+
+def settle(seconds: float) -> None:
+    log(f"settling {seconds:.0f}s")
+    time.sleep(seconds)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cluster", description=__doc__)
+    parser.add_argument("--scale", choices=("S", "M", "L"), default="S")
+    parser.add_argument(
+        "--exporter", action="append", choices=("kube2git",), help="default: kube2git"
+    )
+    parser.add_argument(
+        "--peer", action="append", choices=("katafygio",), help="default: katafygio"
+    )
+    parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--cluster-dir", type=Path, help="use (or start) the cluster here")
+    parser.add_argument("--keep", action="store_true", help="leave cluster and work dir behind")
+    parser.add_argument("--rate", type=float, default=20.0, help="edits per second")
+    parser.add_argument("--steady", type=float, help="steady-change seconds")
+    parser.add_argument("--storm", type=float, help="autoscaling storm seconds")
+    parser.add_argument("--restart", type=float, help="restart-during-change seconds")
+    parser.add_argument(
+        "--settle", type=float, default=25.0, help="seconds for commits to land after a phase"
+    )
+    parser.add_argument("--initial-timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--katafygio-source", type=Path, help="local katafygio source, if the proxy lacks it"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    steady_s, storm_s, restart_s = DEFAULTS[args.scale]
+    args.steady = args.steady or steady_s
+    args.storm = args.storm or storm_s
+    args.restart = args.restart or restart_s
+    return args
+
+
+class Bench:
+    """One run: the cluster, the inventory, the exporters and the time windows measured."""
+
+    def __init__(
+        self, args: argparse.Namespace, api: Api, inv: Inventory, subjects: list[Subject]
+    ) -> None:
+        self.args = args
+        self.api = api
+        self.inv = inv
+        self.subjects = subjects
+        self.windows: dict[str, tuple[float, float]] = {}
+        self.steady_start = 0.0
+
+    def cpu(self) -> dict[str, float]:
+        return {s.exporter.name: s.runner.cpu_seconds() for s in self.subjects}
+
+    def initial(self) -> None:
+        log("scenario 1: initial capture")
+        t = time.time()
+        initial_capture(self.subjects, self.inv, self.args.initial_timeout)
+        settle(self.args.settle)
+        self.windows["initial"] = (t, time.time())
+        for s in self.subjects:
+            s.results["initial"]["repo_bytes"] = repo_size(s.repo)
+        # idle: what does an exporter cost when nothing changes?
+        t = time.time()
+        cpu0 = self.cpu()
+        commits0 = {s.exporter.name: len(s.watcher.order) for s in self.subjects}
+        settle(30)
+        self.windows["idle"] = (t, time.time())
+        for s in self.subjects:
+            s.results["idle"] = {
+                "seconds": 30,
+                "cpu_seconds": round(s.runner.cpu_seconds() - cpu0[s.exporter.name], 2),
+                "commits": len(s.watcher.order) - commits0[s.exporter.name],
+            }
+
+    def steady(self) -> None:
+        args = self.args
+        log(f"scenario 2: steady change, {args.rate}/s for {args.steady:.0f}s")
+        editor = Editor(self.api, self.inv)
+        t = self.steady_start = time.time()
+        cpu0 = self.cpu()
+        made = editor.run(args.rate, args.steady)
+        end = time.time()
+        settle(args.settle)
+        self.windows["steady"] = (t, end)
+        for s in self.subjects:
+            found = measure.marker_commits(s.repo, s.watcher, t)
+            lat = measure.latency(editor.edits, found)
+            s.results["steady"] = {
+                "edits": made,
+                "seconds": round(end - t, 1),
+                "commits": s.watcher.commits_between(t, end + args.settle),
+                "cpu_seconds": round(s.runner.cpu_seconds() - cpu0[s.exporter.name], 1),
+                "peak_rss_mib": round(s.runner.peak_rss(t) / 2**20, 1),
+                "latency_p50": lat.p50,
+                "latency_p99": lat.p99,
+                "latency_max": lat.max,
+                "committed": lat.committed,
+                "superseded": lat.superseded,
+                "lost": lat.lost,
+            }
+            s.results["_latency_points"] = [(a - t, b) for a, b in lat.points]
+
+    def storm(self) -> None:
+        args = self.args
+        log(
+            f"scenario 3: autoscaling storm for {args.storm:.0f}s on "
+            f"{len(self.inv.hpa_targets)} HPA-targeted Deployments"
+        )
+        t = time.time()
+        requests = storm(self.api, self.inv.hpa_targets, args.storm)
+        end = time.time()
+        settle(args.settle)
+        self.windows["storm"] = (t, end)
+        for s in self.subjects:
+            s.results["storm"] = {
+                "scale_requests": requests,
+                "seconds": round(end - t, 1),
+                "commits": s.watcher.commits_between(t, end + args.settle),
+            }
+
+    def restart(self) -> None:
+        args = self.args
+        log(f"scenario 4: kill -9 and restart during {args.restart:.0f}s of change")
+        editor = Editor(self.api, self.inv, seed=23)
+        t = time.time()
+
+        def killer() -> None:
+            time.sleep(args.restart / 3)
+            for s in self.subjects:
+                s.runner.kill()
+            log("exporters killed")
+            time.sleep(10)
+            for s in self.subjects:
+                s.runner.start()
+            log("exporters restarted")
+
+        thread = threading.Thread(target=killer)
+        thread.start()
+        editor.run(args.rate, args.restart)
+        thread.join()
+        self.windows["restart"] = (t, time.time())
+        settle(args.settle + 15)
+        for s in self.subjects:
+            present, checked = measure.final_markers_present(
+                s.repo, s.exporter.ref, s.exporter, editor.edits
+            )
+            s.results["restart"] = {
+                "edits": len(editor.edits),
+                "objects_edited": checked,
+                "final_state_present": present,
+                "lost": checked - present,
+                "commits": s.watcher.commits_between(t, time.time()),
+            }
+
+    def finish(self, cluster: control_plane.ControlPlane) -> None:
+        for s in self.subjects:
+            s.runner.stop()
+            s.watcher.stop()
+        self.windows["whole"] = (0.0, time.time())
+        users = {s.exporter.user for s in self.subjects}
+        audit = measure.audit_counts(cluster.audit_log, users, self.windows)
+        for s in self.subjects:
+            s.results["api"] = audit[s.exporter.user]
+            s.results["census"] = measure.tip_census(s.repo, s.exporter.ref)
+            s.results["secrets"] = measure.secret_leaks(s.repo, self.inv)
+            s.results["repo_bytes_final"] = repo_size(s.repo)
+            s.results["cpu_seconds_total"] = round(s.runner.cpu_seconds(), 1)
+            s.results["peak_rss_mib"] = round(s.runner.peak_rss() / 2**20, 1)
+            s.results["_commit_times"] = sorted(
+                v - self.steady_start for v in s.watcher.seen.values()
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    info: dict[str, Any] = {
+        "scale": args.scale,
+        "machine": machine(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "durations": {
+            "steady": args.steady,
+            "storm": args.storm,
+            "restart": args.restart,
+            "rate": args.rate,
+            "settle": args.settle,
+        },
+    }
+    exporters: list[Exporter] = []
+    if "kube2git" in (args.exporter or ["kube2git"]):
+        exporters.append(kube2git())
+    if not args.no_peer and "katafygio" in (args.peer or ["katafygio"]):
+        binary, build_seconds = ensure_katafygio(args.katafygio_source)
+        info["katafygio_binary"] = str(binary)
+        info["katafygio_build_seconds"] = build_seconds
+        exporters.append(katafygio(binary))
+
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{args.scale}-"))
+    cluster_dir = args.cluster_dir or work / "cluster"
+    log(f"work dir {work}; cluster in {cluster_dir}")
+    t0 = time.monotonic()
+    cluster = start_cluster(cluster_dir.resolve())
+    info["cluster_start_seconds"] = round(time.monotonic() - t0, 1)
+    api = admin_api(cluster.directory, cluster.server)
+    subjects: list[Subject] = []
+    try:
+        inv, info["population"] = populate(cluster, api, args.scale)
+        for exp in exporters:
+            kubeconfig = mint_identity(cluster.directory, cluster.server, api, exp.user)
+            subjects.append(Subject(exp, work, kubeconfig))
+        bench = Bench(args, api, inv, subjects)
+        bench.initial()
+        bench.steady()
+        bench.storm()
+        bench.restart()
+        bench.finish(cluster)
+        info["steady_start"] = bench.steady_start
+        info["windows"] = {k: [round(a, 1), round(b, 1)] for k, (a, b) in bench.windows.items()}
+    finally:
+        for s in subjects:
+            with contextlib.suppress(Exception):
+                s.runner.stop(5)
+        if not args.keep and args.cluster_dir is None:
+            cluster.stop()
+    paths = report.write(args.out, info, {s.exporter.name: s.results for s in subjects})
+    for p in paths:
+        log(f"wrote {p}")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Measurements read after the fact: audit log, commit history, repository content."""
+
+from __future__ import annotations
+
+import base64
+import re
+import statistics
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pygit2
+
+from benchmarks.cluster.exporters import Exporter, RepoWatcher, tree_files
+from benchmarks.cluster.workload import Edit, Inventory, iter_markers
+
+_PLAIN = re.compile(rb"bsv-[0-9a-f]{24}")
+_B64 = re.compile(rb"YnN2L[A-Za-z0-9+/=]{35}")
+
+
+def _ts(value: str) -> float:
+    # RFC 3339 with microseconds: 2026-11-26T16:03:00.734048Z
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def audit_counts(
+    audit_log: Path, users: set[str], windows: dict[str, tuple[float, float]]
+) -> dict[str, dict[str, Any]]:
+    """Requests per user (completed requests, one per audit ID): total, by verb, and within
+    each named time window (by the time the request was received)."""
+    out: dict[str, dict[str, Any]] = {
+        u: {"total": 0, "by_verb": Counter(), "windows": Counter()} for u in users
+    }
+    needles = [f'"username":"{u}"'.encode() for u in users]
+    with audit_log.open("rb") as fh:
+        for line in fh:
+            if not any(n in line for n in needles):
+                continue
+            event = orjson.loads(line)
+            if event.get("stage") != "ResponseComplete":
+                continue
+            user = event["user"]["username"]
+            stats = out[user]
+            stats["total"] += 1
+            stats["by_verb"][event.get("verb", "?")] += 1
+            received = _ts(event["requestReceivedTimestamp"])
+            for name, (start, end) in windows.items():
+                if start <= received < end:
+                    stats["windows"][name] += 1
+    return {
+        u: {
+            "total": s["total"],
+            "by_verb": dict(s["by_verb"]),
+            "windows": {name: s["windows"][name] for name in windows},
+        }
+        for u, s in out.items()
+    }
+
+
+@dataclass
+class Latency:
+    committed: int
+    superseded: int
+    """Edits overwritten by a later edit of the same object before any commit showed them."""
+    lost: int
+    """Objects whose last edit never reached the repository."""
+    p50: float | None
+    p99: float | None
+    max: float | None
+    points: list[tuple[float, float]]
+    """(edit time, latency seconds) for the plot."""
+
+
+def marker_commits(path: Path, watcher: RepoWatcher, since: float) -> dict[str, float]:
+    """marker → time the first commit containing it was seen, over commits seen after
+    ``since`` (their changed blobs only)."""
+    repo = pygit2.Repository(str(path))
+    found: dict[str, float] = {}
+    for cid in watcher.order:
+        seen = watcher.seen[cid]
+        if seen < since:
+            continue
+        commit = repo[cid]
+        parent_tree = commit.parents[0].tree if commit.parents else None
+        if parent_tree is None:
+            blobs = list(tree_files(commit.tree).values())
+        else:
+            diff = repo.diff(parent_tree, commit.tree)
+            blobs = [d.new_file.id for d in diff.deltas if d.status_char() in ("A", "M")]
+        for oid in blobs:
+            for marker in iter_markers(repo[oid].data):
+                found.setdefault(marker, seen)
+    return found
+
+
+def latency(edits: list[Edit], found: dict[str, float]) -> Latency:
+    last_marker: dict[Any, str] = {}
+    for e in edits:
+        last_marker[e.obj] = e.marker
+    final = set(last_marker.values())
+    points = [(e.at, found[e.marker] - e.at) for e in edits if e.marker in found]
+    lats = sorted(p[1] for p in points)
+    superseded = sum(1 for e in edits if e.marker not in found and e.marker not in final)
+    lost = sum(1 for m in final if m not in found)
+
+    def pct(q: float) -> float | None:
+        if not lats:
+            return None
+        return lats[min(len(lats) - 1, int(q * len(lats)))]
+
+    return Latency(
+        committed=len(points),
+        superseded=superseded,
+        lost=lost,
+        p50=statistics.median(lats) if lats else None,
+        p99=pct(0.99),
+        max=lats[-1] if lats else None,
+        points=points,
+    )
+
+
+def final_markers_present(
+    path: Path, ref: str, exporter: Exporter, edits: list[Edit]
+) -> tuple[int, int]:
+    """(objects whose last marker is in the tip's file, objects checked)."""
+    repo = pygit2.Repository(str(path))
+    tip = (
+        repo.head.peel(pygit2.Commit) if ref == "HEAD" else repo.references[ref].peel(pygit2.Commit)
+    )
+    files = tree_files(tip.tree)
+    last: dict[Any, str] = {}
+    for e in edits:
+        last[e.obj] = e.marker
+    present = 0
+    for obj, marker in last.items():
+        oid = files.get(exporter.path_of(obj))
+        if oid is not None and marker.encode() in repo[oid].data:
+            present += 1
+    return present, len(last)
+
+
+def secret_leaks(path: Path, inv: Inventory) -> dict[str, int]:
+    """Scan every blob in the object database (every commit's) for planted secret values."""
+    plain = {v.encode() for v in inv.secret_values}
+    b64 = {base64.b64encode(v.encode()) for v in inv.secret_values}
+    repo = pygit2.Repository(str(path))
+    blobs = leaking_blobs = 0
+    leaked: set[bytes] = set()
+    for oid in repo.odb:
+        obj = repo.get(oid)
+        if obj is None or obj.type != pygit2.enums.ObjectType.BLOB:
+            continue
+        blobs += 1
+        data = obj.data
+        hits = {m for m in _PLAIN.findall(data) if m in plain}
+        hits |= {base64.b64decode(m) for m in _B64.findall(data) if m in b64}
+        if hits:
+            leaking_blobs += 1
+            leaked |= hits
+    return {
+        "blobs_scanned": blobs,
+        "blobs_with_values": leaking_blobs,
+        "distinct_values_leaked": len(leaked),
+        "values_planted": len(plain),
+    }
+
+
+def tip_census(path: Path, ref: str) -> dict[str, Any]:
+    """Files at the tip by kind, and how many are controller-owned children."""
+    repo = pygit2.Repository(str(path))
+    tip = (
+        repo.head.peel(pygit2.Commit) if ref == "HEAD" else repo.references[ref].peel(pygit2.Commit)
+    )
+    kinds: Counter[str] = Counter()
+    owned: Counter[str] = Counter()
+    for oid in tree_files(tip.tree).values():
+        data = repo[oid].data
+        match = re.search(rb"^kind: (\S+)", data, re.MULTILINE)
+        kind = match.group(1).decode() if match else "?"
+        kinds[kind] += 1
+        if b"ownerReferences" in data and b"controller: true" in data:
+            owned[kind] += 1
+    return {
+        "files": sum(kinds.values()),
+        "by_kind": dict(kinds),
+        "owned_children": sum(owned.values()),
+        "owned_by_kind": dict(owned),
+    }
