@@ -40,6 +40,9 @@ class HttpsSettings:
     """Path of a file holding an access token (sent as the basic-auth password)."""
     token_env: str = ""
     """Name of an environment variable holding an access token."""
+    ca_file: str = ""
+    """Path of a PEM bundle of CAs to trust for the server's certificate; ``""`` means the
+    system's. Certificates are always verified."""
     low_speed_time: float = 30.0
     """Abort an HTTP transfer that stays under 1 KB/s for this many seconds."""
 

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from exporter.gitstore.errors import (
     AuthenticationFailed,
@@ -281,9 +282,10 @@ class GitTransport:
             LC_ALL="C",
             LANGUAGE="C",
         )
-        env.pop("GIT_ASKPASS", None)
-        env.pop("SSH_ASKPASS", None)
-        secrets: tuple[str, ...] = ()
+        for inherited in ("GIT_ASKPASS", "SSH_ASKPASS", "GIT_SSL_NO_VERIFY", "GIT_SSH"):
+            env.pop(inherited, None)
+        embedded = urlsplit(self._settings.url).password if "://" in self._settings.url else None
+        secrets: tuple[str, ...] = (embedded,) if embedded else ()
         if self._kind == "ssh":
             ssh = self._settings.ssh
             command = [
@@ -317,12 +319,15 @@ class GitTransport:
             env["GIT_SSH_COMMAND"] = shlex.join(command)
             env["GIT_SSH_VARIANT"] = "ssh"
         elif self._kind == "http":
+            if self._settings.https.ca_file:
+                # the environment variable, as it outranks any http.sslCAInfo setting
+                env["GIT_SSL_CAINFO"] = self._settings.https.ca_file
             creds = _http_credentials(self._settings.https)
             if creds is not None:
                 env["GIT_ASKPASS"] = self._askpass()
                 env["KUBE2GIT_ASKPASS_USERNAME"] = creds.username
                 env["KUBE2GIT_ASKPASS_PASSWORD"] = creds.password
-                secrets = (creds.password,)
+                secrets = (*secrets, creds.password)
         return env, secrets
 
     def _run(self, args: list[str], operation: str) -> tuple[int, str, str, tuple[str, ...]]:
@@ -344,6 +349,8 @@ class GitTransport:
             "http.lowSpeedLimit=1000",
             "-c",
             f"http.lowSpeedTime={low_speed}",
+            "-c",
+            "http.sslVerify=true",
             *args,
         ]
         timeout = self._settings.operation_timeout
@@ -370,7 +377,7 @@ class GitTransport:
         return proc.returncode, out, err, secrets
 
     def _error(self, operation: str, err: str, secrets: tuple[str, ...]) -> RemoteError:
-        detail = scrub(" ".join(err.split()), (*secrets, self._settings.url))[-2000:]
+        detail = scrub(" ".join(err.split()), secrets)[-2000:]
         lowered = err.lower()
         where = f"{operation} to {self.safe_url}"
         if any(marker in lowered for marker in _HOST_KEY):

@@ -6,6 +6,7 @@ import base64
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -183,6 +184,10 @@ class HttpServer:
     username: str = "backup"
     password: str = "s3cr3t-Pa55word"
     requests: list[str] = field(default_factory=list)
+    tls: ssl.SSLContext | None = None
+    """Serve HTTPS with this context."""
+    ca_file: Path | None = None
+    """The self-signed certificate a client must trust, with ``tls``."""
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -192,13 +197,16 @@ class HttpServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/backup.git"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/backup.git"
 
     def start(self) -> None:
         handler = _make_handler(self)
         ThreadingHTTPServer.allow_reuse_address = True
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -294,6 +302,46 @@ def http_server(tmp_path: Path) -> Iterator[HttpServer]:
     root.mkdir()
     init_bare(root / "backup.git")
     server = HttpServer(root=root, port=free_port())
+    server.start()
+    wait_for_port(server.port)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def https_server(tmp_path: Path) -> Iterator[HttpServer]:
+    """The same server over TLS, with a self-signed certificate for 127.0.0.1."""
+    root = tmp_path / "https"
+    root.mkdir()
+    init_bare(root / "backup.git")
+    cert, key = root / "cert.pem", root / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = HttpServer(root=root, port=free_port(), tls=context, ca_file=cert)
     server.start()
     wait_for_port(server.port)
     try:

@@ -333,3 +333,22 @@ def test_a_remote_hook_that_refuses_the_update(
         with pytest.raises(PushRejected, match="refused refs/heads/kube2git"):
             store.push()
     assert "kube2git" not in git_cli("--git-dir", str(bare_remote), "branch", "--list")
+
+
+def test_push_over_https_verifies_the_certificate(
+    tmp_path: Path, https_server: Any, git_cli: Git, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PW", https_server.password)
+    monkeypatch.setenv("GIT_SSL_NO_VERIFY", "1")  # ignored: verification cannot be turned off
+    https = HttpsSettings(username=https_server.username, password_env="PW")
+    with open_store(tmp_path / "a.git", url=https_server.url, https=https) as store:
+        store.commit([configmap("a")])
+        with pytest.raises(RemoteUnreachable, match="certificate"):
+            store.push()
+    trusted = HttpsSettings(
+        username=https_server.username, password_env="PW", ca_file=str(https_server.ca_file)
+    )
+    with open_store(tmp_path / "b.git", url=https_server.url, https=trusted) as store:
+        store.commit([configmap("a")])
+        assert store.push().pushed
+        assert remote_tip(git_cli, https_server.repo) == store.head()
