@@ -12,6 +12,7 @@ import contextlib
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -343,10 +344,18 @@ class Bench:
                 "commits": s.watcher.commits_between(t, time.time()),
             }
 
-    def finish(self, cluster: control_plane.ControlPlane) -> None:
+    def finish(self, cluster: control_plane.ControlPlane, work: Path) -> None:
         for s in self.subjects:
             s.runner.stop()
             s.watcher.stop()
+            if s.exporter.snapshot is None:
+                continue
+            fresh = work / f"{s.exporter.name}.fresh"
+            argv = s.exporter.snapshot(fresh, cluster.kubeconfig)
+            subprocess.run(argv, check=False, capture_output=True, timeout=1800)
+            s.results["restart"]["versus_fresh_capture"] = measure.compare_with_fresh(
+                s.exporter, s.repo, fresh, self.inv.objects
+            )
         self.windows["whole"] = (0.0, time.time())
         users = {s.exporter.user for s in self.subjects}
         audit = measure.audit_counts(cluster.audit_log, users, self.windows)
@@ -403,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.steady()
         bench.storm()
         bench.restart()
-        bench.finish(cluster)
+        bench.finish(cluster, work)
         info["steady_start"] = bench.steady_start
         info["windows"] = {k: [round(a, 1), round(b, 1)] for k, (a, b) in bench.windows.items()}
     finally:

@@ -39,6 +39,11 @@ class Exporter:
     captures: Callable[[Obj], bool] = lambda _obj: True
     """Whether its configuration is expected to capture this object at all."""
     env: dict[str, str] = field(default_factory=dict)
+    snapshot: Callable[[Path, Path], list[str]] | None = None
+    """One-shot capture command (given an output path and a kubeconfig), for the fresh copy
+    the restart scenario compares with."""
+    snapshot_ref: str | None = None
+    """Reference of the one-shot capture, or ``None`` when it writes plain files."""
 
 
 def kube2git() -> Exporter:
@@ -66,6 +71,15 @@ def kube2git() -> Exporter:
         ref="refs/heads/kube2git",
         path_of=path_of,
         env={"KUBE2GIT_LOG_FORMAT": "json"},
+        snapshot=lambda repo, kubeconfig: [
+            "kube2git",
+            "snapshot",
+            "--repo",
+            str(repo),
+            "--kubeconfig",
+            str(kubeconfig),
+        ],
+        snapshot_ref="refs/heads/kube2git",
     )
 
 
@@ -116,6 +130,22 @@ def katafygio(binary: Path) -> Exporter:
         ref="HEAD",
         path_of=path_of,
         captures=lambda obj: obj.kind not in {"Secret"},
+        snapshot=lambda out, kubeconfig: [
+            str(binary),
+            "--dump-only",
+            "--no-git",
+            "--local-dir",
+            str(out),
+            "--kube-config",
+            str(kubeconfig),
+            "--exclude-kind",
+            ",".join(KATAFYGIO_EXCLUDED_KINDS),
+            "--exclude-having-owner-ref",
+            "--log-level",
+            "warning",
+            "--config",
+            "/nonexistent/katafygio.yaml",
+        ],
     )
 
 

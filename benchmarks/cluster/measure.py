@@ -15,7 +15,7 @@ import orjson
 import pygit2
 
 from benchmarks.cluster.exporters import Exporter, RepoWatcher, tree_files
-from benchmarks.cluster.workload import Edit, Inventory, iter_markers
+from benchmarks.cluster.workload import Edit, Inventory, Obj, iter_markers
 
 _PLAIN = re.compile(rb"bsv-[0-9a-f]{24}")
 _B64 = re.compile(rb"YnN2L[A-Za-z0-9+/=]{35}")
@@ -189,3 +189,35 @@ def tip_census(path: Path, ref: str) -> dict[str, Any]:
         "owned_children": sum(owned.values()),
         "owned_by_kind": dict(owned),
     }
+
+
+def compare_with_fresh(
+    exporter: Exporter, repo_path: Path, fresh: Path, objects: list[Obj]
+) -> dict[str, int]:
+    """Compare the exporter's final tip with a fresh one-shot capture, over the objects the
+    harness created (and the exporter captures): same bytes, different, or missing."""
+    repo = pygit2.Repository(str(repo_path))
+    ref = exporter.ref
+    tip = (
+        repo.head.peel(pygit2.Commit) if ref == "HEAD" else repo.references[ref].peel(pygit2.Commit)
+    )
+    files = tree_files(tip.tree)
+    fresh_files: dict[str, bytes] = {}
+    if exporter.snapshot_ref is not None:
+        fresh_repo = pygit2.Repository(str(fresh))
+        fresh_tip = fresh_repo.references[exporter.snapshot_ref].peel(pygit2.Commit)
+        fresh_files = {p: fresh_repo[o].data for p, o in tree_files(fresh_tip.tree).items()}
+    else:
+        fresh_files = {str(f.relative_to(fresh)): f.read_bytes() for f in fresh.rglob("*.yaml")}
+    same = different = missing = 0
+    for obj in objects:
+        if not exporter.captures(obj):
+            continue
+        path = exporter.path_of(obj)
+        if path not in files or path not in fresh_files:
+            missing += 1
+        elif repo[files[path]].data == fresh_files[path]:
+            same += 1
+        else:
+            different += 1
+    return {"same": same, "different": different, "missing": missing}

@@ -35,6 +35,16 @@ ROWS: list[tuple[str, tuple[str, ...], int]] = [
     ("autoscaling storm: commits", ("storm", "commits"), 0),
     ("restart during change: objects edited", ("restart", "objects_edited"), 0),
     ("restart during change: final state lost", ("restart", "lost"), 0),
+    (
+        "after restart: objects differing from a fresh capture",
+        ("restart", "versus_fresh_capture", "different"),
+        0,
+    ),
+    (
+        "after restart: objects missing (vs a fresh capture)",
+        ("restart", "versus_fresh_capture", "missing"),
+        0,
+    ),
     ("API requests: total", ("api", "total"), 0),
     ("API requests: during steady change", ("api", "windows", "steady"), 0),
     ("API requests: idle 30 s", ("api", "windows", "idle"), 0),
