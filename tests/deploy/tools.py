@@ -1,0 +1,113 @@
+"""Build (or reuse) the deployment tools the tests need: ``python -m tests.deploy.tools helm``.
+
+helm is built from its Go module through the Go module proxy (no binary downloads), into a
+cache outside the source tree keyed by the helm version and the Go toolchain, as
+tests/cluster does for the control plane. A second call with the same inputs is a no-op.
+Kept to the standard library so CI can call it before the project itself is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HELM_MODULE = "helm.sh/helm/v3"
+HELM_VERSION = "v3.19.5"
+"""The helm release the chart is rendered with in tests."""
+
+
+class ToolError(RuntimeError):
+    """A tool could not be built; the message carries the command and its output tail."""
+
+
+def cache_root() -> Path:
+    """Where built tools live; ``KUBE2GIT_TOOLS_CACHE`` overrides it (a CI cache volume)."""
+    explicit = os.environ.get("KUBE2GIT_TOOLS_CACHE")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "kube2git-tools"
+
+
+def _go() -> str:
+    go = shutil.which("go")
+    if go is None:
+        raise ToolError("the Go toolchain ('go') is not on PATH; it is needed to build helm")
+    return go
+
+
+def _go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Static binary; a go.work or GOFLAGS of the caller must not change what is built.
+    env.update(CGO_ENABLED="0", GOWORK="off", GOFLAGS="")
+    return env
+
+
+def _go_version() -> str:
+    return subprocess.run(
+        [_go(), "env", "GOVERSION", "GOARCH", "GOOS"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=_go_env(),
+    ).stdout
+
+
+def helm_path() -> Path:
+    """Where the helm binary for this helm version and Go toolchain lives once built."""
+    key = hashlib.sha256(f"{HELM_MODULE}@{HELM_VERSION}\n{_go_version()}".encode()).hexdigest()
+    return cache_root() / f"helm-{HELM_VERSION}-{key[:12]}" / "helm"
+
+
+def ensure_helm(*, log: bool = True) -> Path:
+    """Return the helm binary, building it first (a few minutes, once per machine)."""
+    target = helm_path()
+    if target.is_file():
+        return target
+    target.parent.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="build-helm-", dir=target.parent.parent))
+    started = time.monotonic()
+    if log:
+        print(f"building helm {HELM_VERSION} into {target} ...", file=sys.stderr)  # noqa: T201
+    try:
+        env = _go_env() | {"GOBIN": str(staging)}
+        command = [
+            _go(), "install", "-trimpath", "-ldflags", "-s -w",
+            f"{HELM_MODULE}/cmd/helm@{HELM_VERSION}",
+        ]  # fmt: skip
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            tail = (done.stdout + done.stderr)[-4000:]
+            raise ToolError(f"{' '.join(command)} failed ({done.returncode}):\n{tail}")
+        target.parent.mkdir(exist_ok=True)
+        # A rename is atomic: a concurrent reader never sees a half-written binary.
+        (staging / "helm").rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if log:
+        print(f"built in {time.monotonic() - started:.0f}s", file=sys.stderr)  # noqa: T201
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build or reuse one tool and print its path; exit code 1 on failure."""
+    parser = argparse.ArgumentParser(prog="python -m tests.deploy.tools", description=__doc__)
+    parser.add_argument("tool", choices=["helm"], help="the tool to build or reuse")
+    parser.parse_args(argv)
+    try:
+        print(ensure_helm())  # noqa: T201
+    except ToolError as error:
+        print(f"error: {error}", file=sys.stderr)  # noqa: T201
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
