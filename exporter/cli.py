@@ -216,6 +216,7 @@ def _snapshot(_args: argparse.Namespace, settings: Settings) -> int:
                     types=TypeSelection(settings.filters.select),
                     blob_id=store.blob_id,
                     progress=progress,
+                    list_mode=settings.cluster.list_mode,
                 )
                 changes, report = await sync.run(store.index(), skip=settings.cluster.skip_types)
                 return list(changes), report

@@ -83,6 +83,10 @@ class Gone(ApiError):
     """410: the requested resourceVersion is no longer in the server's history."""
 
 
+class WatchListUnsupported(ClusterError):
+    """The server streamed no WatchList: use a paginated LIST."""
+
+
 class TooManyRequests(ApiError):
     """429: the server (API Priority and Fairness) asks the client to come back later."""
 
@@ -337,6 +341,39 @@ class Cluster:
             if not token:
                 return
             params = {"limit": params["limit"], "continue": token}
+
+    async def watch_list(
+        self, resource: ApiResource, *, batch: int | None = None
+    ) -> AsyncIterator[tuple[list[Json], str]]:
+        """The streaming list (WatchList): the state as watch events, served from the API
+        server's cache instead of etcd, in batches; ends at the bookmark that closes the
+        initial events, with its resourceVersion.
+
+        A server without the feature answers with an error (:class:`ApiError`, 400 or 422)
+        or streams no closing bookmark (:class:`WatchListUnsupported`).
+        """
+        size = batch or self._settings.page_size
+        pending: list[Json] = []
+        async with self.watch(
+            resource,
+            resource_version="",
+            timeout_seconds=self._settings.watch_timeout_seconds,
+            send_initial_events=True,
+        ) as events:
+            async for event in events:
+                if event.type == "BOOKMARK":
+                    annotations = (event.object.get("metadata") or {}).get("annotations") or {}
+                    if annotations.get(INITIAL_EVENTS_END) == "true":
+                        yield pending, event.resource_version
+                        return
+                    continue
+                if event.type != "ADDED":
+                    raise WatchListUnsupported(f"{resource.name}: {event.type} before the end")
+                pending.append(event.object)
+                if len(pending) >= size:
+                    yield pending, ""
+                    pending = []
+        raise WatchListUnsupported(f"{resource.name}: no initial-events-end bookmark")
 
     async def list_all(self, resource: ApiResource) -> tuple[list[Json], str]:
         """Every object of a type (all pages) and the list's resourceVersion."""

@@ -80,8 +80,9 @@ class ClusterSettings:
     """Requests allowed in a burst above ``qps``."""
     page_size: int = 500
     """Objects per LIST page."""
-    list_mode: ListMode = ListMode.PAGINATE
-    """``paginate``, ``watch-list`` or ``auto``."""
+    list_mode: ListMode = ListMode.AUTO
+    """``auto`` (the streaming WatchList, served from the API server's cache, falling back to
+    pages where the server lacks it), ``paginate`` or ``watch-list``."""
     request_timeout: float = 60.0
     """Seconds one ordinary request (discovery, one LIST page) may take."""
     watch_timeout_seconds: int = 300

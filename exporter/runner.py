@@ -160,6 +160,7 @@ class Exporter:
             hpa_index=self._hpa_index,
             types=self._types,
             blob_id=self._store.blob_id,
+            list_mode=self._settings.cluster.list_mode,
         )
         changes, report = await sync.run(index, skip=self._settings.cluster.skip_types)
         for name, reason in sorted(report.types_failed.items()):

@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
-from exporter.cluster import ApiResource, Cluster, ClusterError, Forbidden, Gone, Unauthorized
+from exporter.cluster import (
+    ApiError,
+    ApiResource,
+    Cluster,
+    ClusterError,
+    Forbidden,
+    Gone,
+    Json,
+    Unauthorized,
+    WatchListUnsupported,
+)
+from exporter.config import ListMode
 from exporter.layout import ObjectKey
 from exporter.messages import Change, Delete, Upsert, field_managers
 from exporter.serializer import dump_bytes
@@ -106,6 +117,7 @@ class FullSync:
         types: TypeSelection,
         blob_id: BlobId,
         progress: Progress | None = None,
+        list_mode: ListMode = ListMode.PAGINATE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cluster = cluster
@@ -113,6 +125,7 @@ class FullSync:
         self._types = types
         self._blob_id = blob_id
         self._progress = progress
+        self._list_mode = list_mode
         self._clock = clock
 
     async def run(
@@ -164,6 +177,11 @@ class FullSync:
         report.seconds = self._clock() - started
         return changes, report
 
+    def _read(self, resource: ApiResource) -> AsyncIterator[tuple[list[Json], str]]:
+        if self._list_mode is ListMode.PAGINATE:
+            return self._cluster.list_pages(resource)
+        return self._cluster.watch_list(resource)
+
     async def _list_type(
         self,
         resource: ApiResource,
@@ -179,6 +197,13 @@ class FullSync:
                 log.info("sync.list_restarted", type=resource.name, attempt=attempt)
                 if attempt == _FRESH_LIST_ATTEMPTS:
                     raise
+            except (WatchListUnsupported, ApiError) as error:
+                unsupported = isinstance(error, WatchListUnsupported) or error.status in (400, 422)
+                if self._list_mode is not ListMode.AUTO or not unsupported:
+                    raise
+                log.info("sync.watch_list_unsupported", type=resource.name, error=str(error))
+                self._list_mode = ListMode.PAGINATE
+                return await self._list_type(resource, index, existing, report)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _list_once(
@@ -195,8 +220,8 @@ class FullSync:
         size = 0
         count = 0
         resource_version = ""
-        async for items, page_version in self._cluster.list_pages(resource):
-            resource_version = page_version
+        async for items, page_version in self._read(resource):
+            resource_version = page_version or resource_version
             for obj in items:
                 count += 1
                 change = self._normalize(resource, obj)

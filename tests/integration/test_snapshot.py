@@ -304,3 +304,30 @@ def test_bad_kubeconfig_context_and_unreachable_server(
     assert "127.0.0.1:1" in err
     assert err.count("\n") == 1
     assert not (tmp_path / "r.git" / "refs" / "heads" / "kube2git").exists()
+
+
+def test_watch_list_and_paginated_list_capture_the_same_state(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ns = f"/api/v1/namespaces/{namespace}"
+    for index in range(7):
+        ok(control_plane.request("POST", f"{ns}/configmaps", {"metadata": {"name": f"m{index}"}}))
+    trees = []
+    for mode in ("watch-list", "paginate"):
+        config = tmp_path / f"{mode}.yaml"
+        config.write_text(f"cluster:\n  list_mode: {mode}\n  page_size: 3\n")
+        repo = tmp_path / f"{mode}.git"
+        code, _, err = snapshot(repo, control_plane.kubeconfig, capsys, "--config", str(config))
+        assert code == 0, err
+        # Other tests' namespaces may still be terminating: compare what this test owns, and
+        # the cluster-scoped objects other than namespaces.
+        trees.append(
+            {
+                path: blob
+                for path, blob in tree(repo).items()
+                if path.startswith(f"namespaces/{namespace}/")
+                or (path.startswith("cluster/") and not path.startswith("cluster/namespaces/"))
+            }
+        )
+    assert trees[0] == trees[1]
+    assert f"namespaces/{namespace}/configmaps/m6.yaml" in trees[0]
