@@ -40,8 +40,7 @@ COPY --from=build /opt/kube2git /opt/kube2git
 ENV PATH=/opt/kube2git/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    HOME=/home/kube2git \
-    KUBE2GIT_REPO=/data/kube2git.git
+    HOME=/home/kube2git
 USER 10001:10001
 WORKDIR /data
 VOLUME ["/data"]
@@ -50,4 +49,5 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
 ENTRYPOINT ["/usr/bin/tini", "--", "kube2git"]
-CMD ["run"]
+# Arguments replace the whole CMD: `run --config F` (the chart) or `snapshot --repo ...`.
+CMD ["run", "--repo", "/data/kube2git.git"]
