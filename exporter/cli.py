@@ -217,6 +217,7 @@ def _snapshot(_args: argparse.Namespace, settings: Settings) -> int:
                     blob_id=store.blob_id,
                     progress=progress,
                     list_mode=settings.cluster.list_mode,
+                    detail_budget=settings.git.message_max_objects,
                 )
                 changes, report = await sync.run(store.index(), skip=settings.cluster.skip_types)
                 return list(changes), report

@@ -161,6 +161,7 @@ class Exporter:
             types=self._types,
             blob_id=self._store.blob_id,
             list_mode=self._settings.cluster.list_mode,
+            detail_budget=self._settings.git.message_max_objects,
         )
         changes, report = await sync.run(index, skip=self._settings.cluster.skip_types)
         for name, reason in sorted(report.types_failed.items()):

@@ -8,6 +8,7 @@ exporter was down. Files are deleted only for types whose list completed: a type
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -118,6 +119,7 @@ class FullSync:
         blob_id: BlobId,
         progress: Progress | None = None,
         list_mode: ListMode = ListMode.PAGINATE,
+        detail_budget: int = 500,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cluster = cluster
@@ -126,6 +128,7 @@ class FullSync:
         self._blob_id = blob_id
         self._progress = progress
         self._list_mode = list_mode
+        self._detail_budget = detail_budget
         self._clock = clock
 
     async def run(
@@ -232,8 +235,15 @@ class FullSync:
                 seen.add(path)
                 kept += 1
                 size += len(change.content)
-                if index.get(path) != self._blob_id(change.content):
-                    changes.append(change)
+                known = index.get(path)
+                if known == self._blob_id(change.content):
+                    continue
+                if known is None and self._detail_budget <= 0:
+                    # A commit message names a few hundred objects at most: past that, an
+                    # added object's parsed body is dead weight (most of a sync's memory).
+                    change = dataclasses.replace(change, body={}, managers=())
+                self._detail_budget -= 1
+                changes.append(change)
             if self._progress is not None:
                 self._progress(resource, count, report)
         changes += [
