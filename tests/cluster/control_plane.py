@@ -87,12 +87,13 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _pid_runs(pid: int, binary: str) -> bool:
-    """Guard against pid reuse: only signal a process that still runs our binary."""
+    """Guard against pid reuse: only signal a process that still runs our binary. (Only for
+    processes some other command started: right after exec, /proc may not show the binary.)"""
     try:
-        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
-    except FileNotFoundError:
+        exe = Path(f"/proc/{pid}/exe").resolve(strict=True)
+    except (FileNotFoundError, PermissionError):
         return False
-    return argv0.decode(errors="replace") == binary and _pid_alive(pid)
+    return exe == Path(binary).resolve() and _pid_alive(pid)
 
 
 def _wait_until(
@@ -192,29 +193,34 @@ class ControlPlane:
 
     def _stop(self, component: str, *, timeout: float = 20.0) -> None:
         pid_file = self._pid_file(component)
-        if not pid_file.exists():
-            return
-        pid = int(pid_file.read_text())
-        binary = self.commands[component][0]
-        if _pid_runs(pid, binary):
-            os.kill(pid, signal.SIGTERM)
-            proc = self._procs.pop(component, None)
+        proc = self._procs.pop(component, None)
+        if proc is not None:
+            # Our own child: signal and reap it through Popen (no pid-reuse question).
+            proc.terminate()
             try:
-                if proc is not None:
-                    proc.wait(timeout)
-                else:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        elif pid_file.exists():
+            pid = int(pid_file.read_text())
+            binary = self.commands[component][0]
+            if _pid_runs(pid, binary):
+                os.kill(pid, signal.SIGTERM)
+                try:
                     _wait_until(
                         f"{component} to exit", lambda: not _pid_alive(pid), timeout=timeout
                     )
-            except (subprocess.TimeoutExpired, ClusterError):
-                if _pid_runs(pid, binary):
-                    os.kill(pid, signal.SIGKILL)
-                if proc is not None:
-                    proc.wait(5)
-        pid_file.unlink()
+                except ClusterError:
+                    if _pid_runs(pid, binary):
+                        os.kill(pid, signal.SIGKILL)
+        pid_file.unlink(missing_ok=True)
 
     def running(self, component: str) -> bool:
         """Whether the component's recorded process is alive."""
+        proc = self._procs.get(component)
+        if proc is not None:
+            return proc.poll() is None
         pid_file = self._pid_file(component)
         if not pid_file.exists():
             return False
@@ -356,8 +362,8 @@ class ControlPlane:
 
         A FlowSchema sends ``user`` to a priority level with zero seats that rejects instead of
         queueing. APF still admits a request when nothing at all executes at that level (so a
-        zero-seat level cannot starve forever), so a second user routed there holds a request
-        open for the duration: a create whose body never arrives.
+        zero-seat level cannot starve forever), so a second user routed there keeps a request
+        executing for the duration (see ``_SeatHolder``).
         """
         name = f"kube2git-test-reject-{secrets.token_hex(4)}"
         holder_user = f"{name}-seat-holder"
@@ -423,6 +429,7 @@ class ControlPlane:
                 timeout=timeout,
             )
             holder.start()
+            _wait_until("a request to hold the only seat", holder.holding.is_set, timeout=timeout)
             _wait_until(
                 "APF to reject the user", lambda: probe(user).status == 429, timeout=timeout
             )
@@ -542,11 +549,11 @@ class ControlPlane:
 class _SeatHolder:
     """Keeps one request executing at a priority level until stopped.
 
-    The request is a SelfSubjectAccessReview (every authenticated user may create one) whose
-    declared body never fully arrives, so the handler blocks reading it while holding its seat.
-    The body is small on purpose: past the API server's request timeout, net/http then waits
-    for the rest of the body rather than closing, so the seat stays held. Should the server
-    answer anyway, the request is sent again at once.
+    The request is a SelfSubjectAccessReview (every authenticated user may create one) sent
+    with ``Expect: 100-continue`` and a body that never comes. The server answers
+    ``100 Continue`` only once the request passed APF and its handler reads the body, so that
+    reply proves the seat is held; any other reply (a 429) means try again. Past the request
+    timeout the handler stays blocked on the body read, so the seat stays held until we close.
     """
 
     def __init__(self, cluster: ControlPlane, user: str) -> None:
@@ -554,8 +561,10 @@ class _SeatHolder:
         self._cluster = cluster
         self._user = user
         self._stopping = threading.Event()
+        self.holding = threading.Event()
+        """Set while the server is known to execute our request."""
         self._lock = threading.Lock()
-        self._conn: http.client.HTTPSConnection | None = None
+        self._sock: ssl.SSLSocket | None = None
         self._thread = threading.Thread(target=self._run, name=f"apf-{user}", daemon=True)
 
     def start(self) -> None:
@@ -566,30 +575,51 @@ class _SeatHolder:
         """Close the pending request, which frees the seat, and join the thread."""
         self._stopping.set()
         with self._lock:
-            if self._conn is not None and self._conn.sock is not None:
+            if self._sock is not None:
                 with contextlib.suppress(OSError):
-                    self._conn.sock.shutdown(socket.SHUT_RDWR)
+                    self._sock.shutdown(socket.SHUT_RDWR)
         if self._thread.is_alive():
             self._thread.join(30)
 
+    def _attempt(self) -> None:
+        url = urllib.parse.urlsplit(self._cluster.server)
+        host, port = url.hostname or "127.0.0.1", url.port or 443
+        context = self._cluster._ssl_context("admin")
+        with (
+            socket.create_connection((host, port), timeout=30) as raw,
+            context.wrap_socket(raw, server_hostname=host) as sock,
+        ):
+            with self._lock:
+                self._sock = sock
+            if self._stopping.is_set():
+                return
+            request = (
+                "POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews HTTP/1.1\r\n"
+                f"Host: {host}:{port}\r\n"
+                f"Impersonate-User: {self._user}\r\n"
+                "Content-Type: application/json\r\n"
+                "Content-Length: 4096\r\n"
+                "Expect: 100-continue\r\n\r\n"
+            )
+            sock.sendall(request.encode())
+            with sock.makefile("rb") as reply:
+                status = reply.readline().split(b" ", 2)[1:2]
+                if status != [b"100"]:
+                    return  # rejected (or the server is restarting): the caller retries
+                self.holding.set()
+                sock.settimeout(None)
+                reply.read()  # returns when stop() shuts the socket down
+
     def _run(self) -> None:
         while not self._stopping.is_set():
-            conn = self._cluster._connection("admin", timeout=None)
-            with self._lock:
-                self._conn = conn
             try:
-                conn.putrequest("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
-                conn.putheader("Impersonate-User", self._user)
-                conn.putheader("Content-Type", "application/json")
-                conn.putheader("Content-Length", "4096")
-                conn.endheaders(b"{")
-                conn.getresponse().read()  # returns only if the server gave up on us
-            except (OSError, http.client.HTTPException):
-                pass  # stop() shut the socket down, or the server closed it
+                self._attempt()
+            except OSError:
+                pass  # stop() shut the socket down, or the server closed it: retry or end
             finally:
+                self.holding.clear()
                 with self._lock:
-                    self._conn = None
-                conn.close()
+                    self._sock = None
             self._stopping.wait(0.05)
 
 
