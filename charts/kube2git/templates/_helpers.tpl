@@ -1,0 +1,92 @@
+{{/* Names and labels. */}}
+{{- define "kube2git.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "kube2git.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kube2git.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kube2git.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "kube2git.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "kube2git.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "kube2git.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "kube2git.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kube2git.gitSecretName" -}}
+{{- default (printf "%s-git" (include "kube2git.fullname" .)) .Values.git.auth.existingSecret -}}
+{{- end -}}
+
+{{/*
+The named API groups the ClusterRole reads (without captureSecrets): rbac.apiGroups, or every
+group in .Capabilities.APIVersions ("apps/v1", "apps/v1/Deployment"; the core group is "v1"),
+plus rbac.extraApiGroups. A JSON list.
+*/}}
+{{- define "kube2git.apiGroups" -}}
+{{- $groups := list -}}
+{{- if .Values.rbac.apiGroups -}}
+{{- $groups = .Values.rbac.apiGroups -}}
+{{- else -}}
+{{- range .Capabilities.APIVersions -}}
+{{- $parts := splitList "/" . -}}
+{{- if and (ge (len $parts) 2) (not (regexMatch "^v[0-9]+((alpha|beta)[0-9]+)?$" (first $parts))) -}}
+{{- $groups = append $groups (first $parts) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- concat $groups .Values.rbac.extraApiGroups | uniq | sortAlpha | toJson -}}
+{{- end -}}
+
+{{- define "kube2git.configPath" -}}/etc/kube2git/config/config.yaml{{- end -}}
+{{- define "kube2git.credentialsDir" -}}/etc/kube2git/git{{- end -}}
+{{- define "kube2git.repoPath" -}}/data/kube2git.git{{- end -}}
+
+{{/*
+kube2git's configuration file: .Values.config with the chart's own settings laid over it.
+*/}}
+{{- define "kube2git.config" -}}
+{{- $config := deepCopy (.Values.config | default dict) -}}
+{{- $creds := include "kube2git.credentialsDir" . -}}
+{{- $remote := dict "url" .Values.git.remote -}}
+{{- $auth := .Values.git.auth.type | default "none" -}}
+{{- if eq $auth "ssh" -}}
+{{- $_ := set $remote "ssh" (dict "private_key_file" (printf "%s/ssh-privatekey" $creds) "known_hosts_file" (printf "%s/known_hosts" $creds)) -}}
+{{- else if eq $auth "https" -}}
+{{- $_ := set $remote "https" (dict "username" .Values.git.auth.httpsUsername "token_file" (printf "%s/token" $creds)) -}}
+{{- else if ne $auth "none" -}}
+{{- fail (printf "git.auth.type must be none, ssh or https, not %q" $auth) -}}
+{{- end -}}
+{{- $generated := dict
+      "repo" (include "kube2git.repoPath" .)
+      "git" (dict "branch" .Values.git.branch "remote" $remote)
+      "run" (dict "listen" (printf "0.0.0.0:%d" (int .Values.service.port))) -}}
+{{- if not .Values.captureSecrets -}}
+{{- $skip := concat (dig "cluster" "skip_types" list $config) (list "secrets") | uniq -}}
+{{- $_ := set $generated "cluster" (dict "skip_types" $skip) -}}
+{{- $_ := set $generated "filters" (dict "secrets" (dict "mode" "skip")) -}}
+{{- end -}}
+{{- toYaml (mustMergeOverwrite $config $generated) -}}
+{{- end -}}
