@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -331,3 +332,62 @@ def test_watch_list_and_paginated_list_capture_the_same_state(
         )
     assert trees[0] == trees[1]
     assert f"namespaces/{namespace}/configmaps/m6.yaml" in trees[0]
+
+
+def test_an_aggregated_api_that_fails_discovery_keeps_its_files(
+    control_plane: ControlPlane, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An API service whose backend is down is skipped with a warning; its files stay."""
+    group = f"a{secrets.token_hex(3)}.kube2git.test"
+    api_service = {
+        "apiVersion": "apiregistration.k8s.io/v1",
+        "kind": "APIService",
+        "metadata": {"name": f"v1.{group}"},
+        "spec": {
+            "group": group,
+            "version": "v1",
+            "service": {"namespace": "default", "name": "nowhere", "port": 443},
+            "insecureSkipTLSVerify": True,
+            "groupPriorityMinimum": 1000,
+            "versionPriority": 15,
+        },
+    }
+    repo = tmp_path / "backup.git"
+    # An earlier capture of that API's objects, when it still answered.
+    work = tmp_path / "work"
+    subprocess.run(["git", "init", "-q", "-b", "kube2git", str(work)], check=True)
+    planted = work / "namespaces" / "default" / f"things.{group}" / "a.yaml"
+    planted.parent.mkdir(parents=True)
+    planted.write_text(
+        f"apiVersion: {group}/v1\nkind: Thing\nmetadata:\n  name: a\n  namespace: default\n"
+    )
+    subprocess.run(["git", "-C", str(work), "add", "."], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(work),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "earlier",
+        ],
+        check=True,
+    )
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(repo)], check=True)
+    ok(control_plane.request("POST", "/apis/apiregistration.k8s.io/v1/apiservices", api_service))
+    try:
+        eventually(
+            "the API service to be registered",
+            lambda: group in str(control_plane.request("GET", "/apis").body),
+        )
+        code, _, err = snapshot(repo, control_plane.kubeconfig, capsys)
+        assert code == 0, err
+        assert f"not read: {group}/v1: discovery failed" in err
+        assert f"namespaces/default/things.{group}/a.yaml" in files(repo)
+        assert "cluster/namespaces/default.yaml" in files(repo)
+    finally:
+        control_plane.request("DELETE", f"/apis/apiregistration.k8s.io/v1/apiservices/v1.{group}")
