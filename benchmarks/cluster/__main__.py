@@ -371,12 +371,26 @@ class Bench:
             )
 
 
+def _git_describe() -> str:
+    """The work tree's commit, with ``-dirty`` when it has uncommitted changes."""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        ["git", "describe", "--always", "--dirty"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     info: dict[str, Any] = {
         "scale": args.scale,
         "machine": machine(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "kube2git_commit": _git_describe(),
         "durations": {
             "steady": args.steady,
             "storm": args.storm,
