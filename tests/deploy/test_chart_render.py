@@ -128,6 +128,15 @@ def test_user_config_is_kept_under_the_chart_settings(render: Render, tmp_path: 
     assert settings.git.remote.url == "ssh://git@git.example.com/o/r.git"
 
 
+def test_replicas_turn_on_leader_election(render: Render, tmp_path: Path) -> None:
+    single = _config(render(), tmp_path).run.leader_election
+    assert single.enabled is False
+    election = _config(render(values=["replicaCount=2"]), tmp_path).run.leader_election
+    assert election.enabled is True
+    assert election.name == "backup-kube2git"
+    assert election.namespace == "kube2git"
+
+
 def test_leader_election_role_is_namespaced_to_leases(render: Render) -> None:
     manifests = render()
     role = one(manifests, "Role")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from exporter.config import load_settings
 from exporter.metrics import Metrics, Sampled
+from filters import HpaIndex, build_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -47,3 +49,15 @@ def test_docs_link_to_existing_files() -> None:
     for page in DOCS.glob("*.md"):
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
             assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
+
+
+def test_policy_examples_are_valid_configurations(tmp_path: Path) -> None:
+    """Every YAML block of docs/policy.md loads and builds a filter pipeline."""
+    text = (DOCS / "policy.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    assert len(blocks) >= 8
+    for number, block in enumerate(blocks):
+        path = tmp_path / f"example-{number}.yaml"
+        path.write_text(block)
+        settings = load_settings(path)
+        build_pipeline(settings.filters, hpa_index=HpaIndex(), fingerprint_key=b"test key")

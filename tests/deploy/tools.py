@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +23,8 @@ from pathlib import Path
 HELM_MODULE = "helm.sh/helm/v3"
 HELM_VERSION = "v3.19.5"
 """The helm release the chart is rendered with in tests."""
+_RECIPE_VERSION = "2"
+"""Bump when the build command changes in a way the hashed inputs do not show."""
 
 
 class ToolError(RuntimeError):
@@ -62,8 +66,36 @@ def _go_version() -> str:
 
 def helm_path() -> Path:
     """Where the helm binary for this helm version and Go toolchain lives once built."""
-    key = hashlib.sha256(f"{HELM_MODULE}@{HELM_VERSION}\n{_go_version()}".encode()).hexdigest()
+    inputs = f"{_RECIPE_VERSION}\n{HELM_MODULE}@{HELM_VERSION}\n{_go_version()}"
+    key = hashlib.sha256(inputs.encode()).hexdigest()
     return cache_root() / f"helm-{HELM_VERSION}-{key[:12]}" / "helm"
+
+
+def _helm_ldflags() -> str:
+    """The version stamps of helm's Makefile: without them helm reports no version and
+    assumes Kubernetes 1.20 for ``.Capabilities.KubeVersion`` (failing any chart that needs
+    more). The Kubernetes version is derived from helm's client-go requirement, as there."""
+    info = subprocess.run(
+        [_go(), "mod", "download", "-json", f"{HELM_MODULE}@{HELM_VERSION}"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=_go_env(),
+    ).stdout
+    go_mod = Path(json.loads(info)["GoMod"]).read_text()
+    found = re.search(r"^\s*k8s\.io/client-go v0\.(\d+)\.", go_mod, re.MULTILINE)
+    if found is None:
+        raise ToolError(f"no k8s.io/client-go requirement in {HELM_MODULE}@{HELM_VERSION}")
+    minor = found.group(1)
+    stamps = {
+        "helm.sh/helm/v3/internal/version.version": HELM_VERSION,
+        "helm.sh/helm/v3/internal/version.gitTreeState": "clean",
+        "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor": "1",
+        "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor": minor,
+        "helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor": "1",
+        "helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor": minor,
+    }
+    return " ".join(["-s", "-w", *(f"-X {name}={value}" for name, value in stamps.items())])
 
 
 def ensure_helm(*, log: bool = True) -> Path:
@@ -79,7 +111,7 @@ def ensure_helm(*, log: bool = True) -> Path:
     try:
         env = _go_env() | {"GOBIN": str(staging)}
         command = [
-            _go(), "install", "-trimpath", "-ldflags", "-s -w",
+            _go(), "install", "-trimpath", "-ldflags", _helm_ldflags(),
             f"{HELM_MODULE}/cmd/helm@{HELM_VERSION}",
         ]  # fmt: skip
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)

@@ -79,10 +79,14 @@ kube2git's configuration file: .Values.config with the chart's own settings laid
 {{- else if ne $auth "none" -}}
 {{- fail (printf "git.auth.type must be none, ssh or https, not %q" $auth) -}}
 {{- end -}}
+{{- $election := dict "name" (include "kube2git.fullname" .) "namespace" .Release.Namespace -}}
+{{- if gt (int .Values.replicaCount) 1 -}}
+{{- $_ := set $election "enabled" true -}}
+{{- end -}}
 {{- $generated := dict
       "repo" (include "kube2git.repoPath" .)
       "git" (dict "branch" .Values.git.branch "remote" $remote)
-      "run" (dict "listen" (printf "0.0.0.0:%d" (int .Values.service.port))) -}}
+      "run" (dict "listen" (printf "0.0.0.0:%d" (int .Values.service.port)) "leader_election" $election) -}}
 {{- if not .Values.captureSecrets -}}
 {{- $skip := concat (dig "cluster" "skip_types" list $config) (list "secrets") | uniq -}}
 {{- $_ := set $generated "cluster" (dict "skip_types" $skip) -}}
