@@ -13,7 +13,8 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -292,27 +293,22 @@ class Editor:
             self.edits.append(edit)
         return edit
 
-    def run(
-        self,
-        rate: float,
-        seconds: float,
-        stop: threading.Event | None = None,
-        on_tick: Callable[[float], None] | None = None,
-    ) -> int:
-        """Edit at ``rate``/s for ``seconds`` (paced on a fixed schedule); returns the count."""
+    def run(self, rate: float, seconds: float, *, workers: int = 8) -> int:
+        """Start ``rate`` edits per second on a fixed schedule for ``seconds``, on a pool of
+        ``workers`` threads so that a slow API answer does not lower the rate; returns the
+        number of edits made."""
         start = time.monotonic()
-        done = 0
-        while (elapsed := time.monotonic() - start) < seconds:
-            if stop is not None and stop.is_set():
-                break
-            due = int(elapsed * rate) + 1
-            while done < due:
-                self.edit_once()
-                done += 1
-            if on_tick is not None:
-                on_tick(elapsed)
-            time.sleep(max(0.0, (done / rate) - (time.monotonic() - start)))
-        return done
+        total = int(rate * seconds)
+        with ThreadPoolExecutor(workers) as pool:
+            futures = []
+            for index in range(total):
+                delay = start + index / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                futures.append(pool.submit(self.edit_once))
+            for future in futures:
+                future.result()
+        return total
 
 
 def storm(
@@ -325,19 +321,24 @@ def storm(
     start = time.monotonic()
     requests = 0
     up = True
-    while time.monotonic() - start < seconds:
-        tick = time.monotonic()
-        for obj in targets:
-            replicas = rng.randint(2, 4) if up else 1
-            api.ok(
-                "PATCH",
-                f"{obj.path}/scale?fieldManager=kube-controller-manager",
-                {"spec": {"replicas": replicas}},
-                content_type=MERGE_PATCH,
-            )
-            requests += 1
-        up = not up
-        time.sleep(max(0.0, period - (time.monotonic() - tick)))
+
+    def scale(item: tuple[Obj, int]) -> None:
+        obj, replicas = item
+        api.ok(
+            "PATCH",
+            f"{obj.path}/scale?fieldManager=kube-controller-manager",
+            {"spec": {"replicas": replicas}},
+            content_type=MERGE_PATCH,
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        while time.monotonic() - start < seconds:
+            tick = time.monotonic()
+            batch = [(obj, rng.randint(2, 4) if up else 1) for obj in targets]
+            for _ in pool.map(scale, batch):
+                requests += 1
+            up = not up
+            time.sleep(max(0.0, period - (time.monotonic() - tick)))
     return requests
 
 
