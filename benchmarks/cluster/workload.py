@@ -130,15 +130,22 @@ def _secret(ns: str, name: str, values: set[str]) -> JSON:
     }
 
 
-def _service(ns: str, name: str) -> JSON:
+CLUSTER_IPS = 200
+"""Services that get a cluster IP; the rest are headless: tests/cluster's service range is a /24."""
+
+
+def _service(ns: str, name: str, *, headless: bool) -> JSON:
+    spec: JSON = {
+        "selector": {"app.kubernetes.io/name": name},
+        "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+    }
+    if headless:
+        spec["clusterIP"] = "None"
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": ns, "labels": _labels(ns, name)},
-        "spec": {
-            "selector": {"app.kubernetes.io/name": name},
-            "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
-        },
+        "spec": spec,
     }
 
 
@@ -208,7 +215,7 @@ def plan(scale: str, seed: int = 7) -> tuple[Inventory, list[tuple[str, JSON]], 
         for i in range(SERVICES):
             add(
                 Obj("", "v1", "services", "Service", ns, f"app-{i:02d}"),
-                _service(ns, f"app-{i:02d}"),
+                _service(ns, f"app-{i:02d}", headless=unit * SERVICES + i >= CLUSTER_IPS),
             )
         for i in range(CONFIGMAPS - 1):  # the namespace's kube-root-ca.crt is the 40th
             name = f"config-{i:02d}"
