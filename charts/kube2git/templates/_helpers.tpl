@@ -41,15 +41,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{/*
-The named API groups the ClusterRole reads (without captureSecrets): rbac.apiGroups, or every
-group in .Capabilities.APIVersions ("apps/v1", "apps/v1/Deployment"; the core group is "v1"),
-plus rbac.extraApiGroups. A JSON list.
+The named API groups the ClusterRole reads (without captureSecrets): rbac.apiGroups, or
+rbac.baseApiGroups and every group in .Capabilities.APIVersions ("apps/v1",
+"apps/v1/Deployment"; the core group is "v1"), plus rbac.extraApiGroups. A JSON list.
 */}}
 {{- define "kube2git.apiGroups" -}}
 {{- $groups := list -}}
 {{- if .Values.rbac.apiGroups -}}
 {{- $groups = .Values.rbac.apiGroups -}}
 {{- else -}}
+{{- $groups = .Values.rbac.baseApiGroups | default list -}}
 {{- range .Capabilities.APIVersions -}}
 {{- $parts := splitList "/" . -}}
 {{- if and (ge (len $parts) 2) (not (regexMatch "^v[0-9]+((alpha|beta)[0-9]+)?$" (first $parts))) -}}
