@@ -128,7 +128,10 @@ class Coalescer:
         """Keys of one type known on the branch or pending (for relists)."""
         keys = {k for k in self._pending if (k.group, k.resource) == (group, resource)}
         for path in self.committed:
-            key = ObjectKey.from_path(path)
+            try:
+                key = ObjectKey.from_path(path)
+            except ValueError:
+                continue  # not one of ours (a README someone pushed): left alone
             if (key.group, key.resource) == (group, resource):
                 keys.add(key)
         return sorted(keys)

@@ -114,3 +114,9 @@ async def test_token_bucket_allows_a_burst_then_the_rate() -> None:
     for _ in range(10):
         await bucket.acquire()
     assert loop.time() - start == pytest.approx(1.0)  # then 10 a second
+
+
+def test_files_outside_the_layout_are_left_alone_on_relist() -> None:
+    clock = Clock()
+    coalescer, _ = _coalescer(clock, {"README.md": "x", _upsert("a", "1").key.path: "1"})
+    assert coalescer.paths_of_type("", "configmaps") == [_upsert("a", "1").key]
