@@ -66,7 +66,8 @@ def _go_env() -> dict[str, str]:
     env = dict(os.environ)
     # Static binaries (no C compiler needed), go.sum is the only source of truth, and a go.work
     # somewhere above the checkout must not change what we build.
-    env.update(CGO_ENABLED="0", GOFLAGS="-mod=readonly", GOWORK="off")
+    flags = f"{env.get('GOFLAGS', '')} -mod=readonly".strip()
+    env.update(CGO_ENABLED="0", GOFLAGS=flags, GOWORK="off")
     return env
 
 
