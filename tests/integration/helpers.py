@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -15,6 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from exporter.cli import main
 
 BRANCH = "kube2git"
 
@@ -50,6 +53,54 @@ def eventually(what: str, probe: Callable[[], bool], within: float = 60.0) -> No
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {within:.0f}s waiting for {what}")
         time.sleep(0.25)
+
+
+def ok(response: Any) -> Any:
+    """The body of a successful API response; fails the test on any other status."""
+    assert response.status in (200, 201), response.body
+    return response.body
+
+
+def create_config_maps(
+    control_plane: Any, namespace: str, *names: str, data: dict[str, str] | None = None
+) -> None:
+    """Create ConfigMaps in ``namespace`` (with ``data`` when given) through the real API."""
+    for name in names:
+        body: dict[str, Any] = {"metadata": {"name": name}}
+        if data is not None:
+            body["data"] = data
+        ok(control_plane.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", body))
+
+
+def bare_remote(path: Path) -> Path:
+    """A bare repository that, like a protected branch, refuses any non-fast-forward push."""
+    subprocess.run(["git", "init", "--bare", "-q", str(path)], check=True)
+    subprocess.run(
+        ["git", "--git-dir", str(path), "config", "receive.denyNonFastForwards", "true"],
+        check=True,
+    )
+    return path
+
+
+def fresh_snapshot(tmp_path: Path, kubeconfig: Path) -> dict[str, str]:
+    repo = tmp_path / f"fresh-{secrets.token_hex(3)}.git"
+    assert main(["snapshot", "--repo", str(repo), "--kubeconfig", str(kubeconfig)]) == 0
+    return tree(repo)
+
+
+def converges_to_snapshot(repo: Path, tmp_path: Path, kubeconfig: Path) -> None:
+    """The branch ends equal to a fresh snapshot of the cluster (retried while it settles)."""
+    last: dict[str, Any] = {}
+
+    def equal() -> bool:
+        ours, fresh = tree(repo), fresh_snapshot(tmp_path, kubeconfig)
+        last["diff"] = sorted(set(ours.items()) ^ set(fresh.items()))[:10]
+        return ours == fresh
+
+    try:
+        eventually("the branch to equal a fresh snapshot", equal, within=60)
+    except pytest.fail.Exception:
+        pytest.fail(f"branch differs from a fresh snapshot: {last.get('diff')}")
 
 
 def free_port() -> int:

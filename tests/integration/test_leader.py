@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import secrets
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.cluster.control_plane import ControlPlane
-from tests.integration.helpers import BRANCH, ExporterProcess, commit_count, eventually, git, tree
-from tests.integration.test_run import ok
+from tests.integration.helpers import (
+    BRANCH,
+    ExporterProcess,
+    bare_remote,
+    commit_count,
+    eventually,
+    git,
+    ok,
+    tree,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -19,12 +26,7 @@ pytestmark = pytest.mark.cluster
 def test_only_the_leader_commits_and_a_killed_leader_hands_over(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "--bare", "-q", str(remote)], check=True)
-    subprocess.run(
-        ["git", "--git-dir", str(remote), "config", "receive.denyNonFastForwards", "true"],
-        check=True,
-    )
+    remote = bare_remote(tmp_path / "remote.git")
     lease = f"kube2git-{secrets.token_hex(3)}"
     election = (
         "  leader_election:\n    enabled: true\n"

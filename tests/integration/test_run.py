@@ -13,18 +13,20 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from exporter.cli import main
 from tests.cluster.control_plane import ControlPlane
 from tests.integration.helpers import (
     BRANCH,
     ExporterProcess,
+    bare_remote,
     commit_count,
+    converges_to_snapshot,
+    create_config_maps,
     eventually,
     git,
+    ok,
     show,
     tree,
 )
@@ -34,35 +36,9 @@ pytestmark = pytest.mark.cluster
 MERGE_PATCH = "application/merge-patch+json"
 
 
-def ok(response: Any) -> Any:
-    assert response.status in (200, 201), response.body
-    return response.body
-
-
 def commits_touching(repo: Path, prefix: str) -> int:
     out = git(repo, "rev-list", "--count", BRANCH, "--", prefix, check=False).strip()
     return int(out) if out else 0
-
-
-def fresh_snapshot(tmp_path: Path, kubeconfig: Path) -> dict[str, str]:
-    repo = tmp_path / f"fresh-{secrets.token_hex(3)}.git"
-    assert main(["snapshot", "--repo", str(repo), "--kubeconfig", str(kubeconfig)]) == 0
-    return tree(repo)
-
-
-def converges_to_snapshot(repo: Path, tmp_path: Path, kubeconfig: Path) -> None:
-    """The branch ends equal to a fresh snapshot of the cluster (retried while it settles)."""
-    last: dict[str, Any] = {}
-
-    def equal() -> bool:
-        ours, fresh = tree(repo), fresh_snapshot(tmp_path, kubeconfig)
-        last["diff"] = sorted(set(ours.items()) ^ set(fresh.items()))[:10]
-        return ours == fresh
-
-    try:
-        eventually("the branch to equal a fresh snapshot", equal, within=60)
-    except pytest.fail.Exception:
-        pytest.fail(f"branch differs from a fresh snapshot: {last.get('diff')}")
 
 
 @pytest.fixture
@@ -321,12 +297,7 @@ def test_sigterm_during_a_burst_commits_the_burst(
 def test_a_remote_refusing_pushes_then_accepting_gets_every_commit_unforced(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "--bare", "-q", str(remote)], check=True)
-    subprocess.run(
-        ["git", "--git-dir", str(remote), "config", "receive.denyNonFastForwards", "true"],
-        check=True,
-    )
+    remote = bare_remote(tmp_path / "remote.git")
     refuse = tmp_path / "refuse"
     hook = remote / "hooks" / "pre-receive"
     hook.write_text(f"#!/bin/sh\nif [ -e {refuse} ]; then echo 'maintenance' >&2; exit 1; fi\n")
@@ -335,13 +306,7 @@ def test_a_remote_refusing_pushes_then_accepting_gets_every_commit_unforced(
     try:
         eventually("the initial push", lambda: commit_count(remote) >= 1, within=30)
         refuse.touch()
-        ns = f"/api/v1/namespaces/{namespace}"
-        for index in range(5):
-            ok(
-                control_plane.request(
-                    "POST", f"{ns}/configmaps", {"metadata": {"name": f"p{index}"}}
-                )
-            )
+        create_config_maps(control_plane, namespace, *(f"p{index}" for index in range(5)))
         eventually(
             "local commits while the remote refuses",
             lambda: f"namespaces/{namespace}/configmaps/p4.yaml" in tree(process.repo),

@@ -18,7 +18,7 @@ import yaml
 from exporter.cli import main
 from tests.cluster.control_plane import ControlPlane
 from tests.integration.helpers import commit_count as commits
-from tests.integration.helpers import eventually, git, show, tree
+from tests.integration.helpers import eventually, git, ok, show, tree
 
 pytestmark = pytest.mark.cluster
 
@@ -35,11 +35,6 @@ def snapshot(
     code = main(["snapshot", "--repo", str(repo), "--kubeconfig", str(kubeconfig), *extra])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def ok(response: Any) -> Any:
-    assert response.status in (200, 201), response.body
-    return response.body
 
 
 def _deployment(name: str, replicas: int) -> dict[str, Any]:

@@ -15,8 +15,14 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.control_plane import ControlPlane
-from tests.integration.helpers import ExporterProcess, eventually, tree
-from tests.integration.test_run import converges_to_snapshot, ok
+from tests.integration.helpers import (
+    ExporterProcess,
+    converges_to_snapshot,
+    create_config_maps,
+    eventually,
+    ok,
+    tree,
+)
 
 pytestmark = pytest.mark.cluster
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
@@ -53,12 +59,7 @@ def test_apiserver_restart_with_compaction_relists_and_loses_nothing(
     exporter = ExporterProcess(tmp_path, control_plane.kubeconfig).start()
     try:
         ns = f"/api/v1/namespaces/{namespace}"
-        for index in range(10):
-            ok(
-                control_plane.request(
-                    "POST", f"{ns}/configmaps", {"metadata": {"name": f"before-{index}"}}
-                )
-            )
+        create_config_maps(control_plane, namespace, *(f"before-{index}" for index in range(10)))
         eventually(
             "the first changes",
             lambda: f"namespaces/{namespace}/configmaps/before-9.yaml" in tree(exporter.repo),
@@ -72,12 +73,7 @@ def test_apiserver_restart_with_compaction_relists_and_loses_nothing(
             )
         control_plane.compact_etcd()
         control_plane.restart_apiserver()
-        for index in range(5):
-            ok(
-                control_plane.request(
-                    "POST", f"{ns}/configmaps", {"metadata": {"name": f"after-{index}"}}
-                )
-            )
+        create_config_maps(control_plane, namespace, *(f"after-{index}" for index in range(5)))
         eventually(
             "a 410 Gone and a relist",
             lambda: exporter.metric("kube2git_watch_gone_total") >= 1,
@@ -95,14 +91,9 @@ def test_a_429_storm_is_waited_out_without_losing_an_event(
     # Short server-side watch timeouts make the exporter renew its watches during the storm.
     exporter = ExporterProcess(tmp_path, restricted_reads_everything, watch_timeout=3).start()
     try:
-        ns = f"/api/v1/namespaces/{namespace}"
         with control_plane.apf_reject():
             for index in range(10):
-                ok(
-                    control_plane.request(
-                        "POST", f"{ns}/configmaps", {"metadata": {"name": f"storm-{index}"}}
-                    )
-                )
+                create_config_maps(control_plane, namespace, f"storm-{index}")
                 time.sleep(0.5)
             eventually(
                 "429s seen by the exporter",
