@@ -123,7 +123,9 @@ class Exporter:
             return False, f"waiting for leadership ({self._elector.identity})"
         if not self._synced:
             return False, "initial sync in progress"
-        unhealthy = sorted(r.name for r, (w, _) in self._watchers.items() if not w.healthy)
+        unhealthy = sorted(
+            r.name for r, (w, _) in self._watchers.items() if not (w.healthy or w.forbidden)
+        )
         if unhealthy:
             return False, "watches not established: " + ", ".join(unhealthy[:10])
         return True, ""

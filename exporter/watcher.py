@@ -32,6 +32,9 @@ from exporter.cluster import (
 
 log = structlog.get_logger()
 
+_FORBIDDEN_RETRY = 300.0
+"""Seconds between attempts at a type that RBAC denies."""
+
 
 class EventType(enum.Enum):
     ADDED = "ADDED"
@@ -107,6 +110,8 @@ class TypeWatcher:
         self.resource_version = ""
         self.healthy = False
         """Whether the last watch request was accepted (readiness)."""
+        self.forbidden = False
+        """Whether RBAC denies this type: retried slowly, and not held against readiness."""
 
     def _delay(self, failures: int) -> float:
         delays = self._policy.backoff
@@ -141,8 +146,10 @@ class TypeWatcher:
             except Forbidden as error:
                 failures += 1
                 self.healthy = False
+                self.forbidden = True
                 log.warning("watch.forbidden", type=self.resource.name, error=str(error))
-                await self._sleep(self._delay(len(self._policy.backoff) + 1))
+                # RBAC changes by hand, rarely: ask again now and then, not at backoff pace.
+                await self._sleep(_FORBIDDEN_RETRY)
             except ClusterError as error:
                 failures += 1
                 self.stats.failures += 1
@@ -166,6 +173,7 @@ class TypeWatcher:
             self.resource, resource_version=self.resource_version, timeout_seconds=timeout
         ) as events:
             self.healthy = True
+            self.forbidden = False
             async for event in events:
                 received += 1
                 version = event.resource_version
