@@ -21,6 +21,7 @@ from exporter.cluster import ApiResource, Cluster, ClusterError, KubeconfigError
 from exporter.config import ConfigError, Settings, load_settings, make_pipeline, override
 from exporter.gitstore import GitStore, GitStoreError
 from exporter.logs import configure_logging
+from exporter.messages import Change
 from exporter.normalize import InputError, normalize, write_stream, write_tree
 from exporter.runner import Exporter
 from exporter.sync import FullSync, SyncReport
@@ -207,7 +208,7 @@ def _snapshot(_args: argparse.Namespace, settings: Settings) -> int:
     store = GitStore(repo, settings=settings.git)
     try:
 
-        async def capture() -> tuple[list[object], SyncReport]:
+        async def capture() -> tuple[list[Change], SyncReport]:
             async with await Cluster.connect(settings.cluster) as cluster:
                 sync = FullSync(
                     cluster,
@@ -219,13 +220,12 @@ def _snapshot(_args: argparse.Namespace, settings: Settings) -> int:
                     list_mode=settings.cluster.list_mode,
                     detail_budget=settings.git.message_max_objects,
                 )
-                changes, report = await sync.run(store.index(), skip=settings.cluster.skip_types)
-                return list(changes), report
+                return await sync.run(store.index(), skip=settings.cluster.skip_types)
 
         changes, report = asyncio.run(capture())
         if progress is not None:
             progress.done()
-        info = store.commit(changes)  # type: ignore[arg-type]
+        info = store.commit(changes)
         if info is not None:
             store.pack()
     finally:
