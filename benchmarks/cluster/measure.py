@@ -193,7 +193,7 @@ def tip_census(path: Path, ref: str) -> dict[str, Any]:
 
 def compare_with_fresh(
     exporter: Exporter, repo_path: Path, fresh: Path, objects: list[Obj]
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Compare the exporter's final tip with a fresh one-shot capture, over the objects the
     harness created (and the exporter captures): same bytes, different, or missing."""
     repo = pygit2.Repository(str(repo_path))
@@ -210,6 +210,7 @@ def compare_with_fresh(
     else:
         fresh_files = {str(f.relative_to(fresh)): f.read_bytes() for f in fresh.rglob("*.yaml")}
     same = different = missing = 0
+    samples: list[str] = []
     for obj in objects:
         if not exporter.captures(obj):
             continue
@@ -220,4 +221,6 @@ def compare_with_fresh(
             same += 1
         else:
             different += 1
-    return {"same": same, "different": different, "missing": missing}
+            if len(samples) < 10:
+                samples.append(path)
+    return {"same": same, "different": different, "missing": missing, "samples": samples}
