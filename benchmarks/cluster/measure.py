@@ -6,6 +6,7 @@ import base64
 import re
 import statistics
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,20 @@ def _ts(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
+def _lines(paths: list[Path]) -> Iterator[bytes]:
+    for path in paths:
+        with path.open("rb") as fh:
+            yield from fh
+
+
+def audit_files(audit_log: Path) -> list[Path]:
+    """The audit log and its rotated predecessors, oldest first: kube-apiserver rotates at
+    100 MB even with ``--audit-log-maxsize=0`` (its log library's default), into
+    ``audit-<timestamp>.log`` beside it."""
+    rotated = sorted(audit_log.parent.glob(f"{audit_log.stem}-*{audit_log.suffix}"))
+    return [*rotated, audit_log]
+
+
 def audit_counts(
     audit_log: Path, users: set[str], windows: dict[str, tuple[float, float]]
 ) -> dict[str, dict[str, Any]]:
@@ -35,21 +50,20 @@ def audit_counts(
         u: {"total": 0, "by_verb": Counter(), "windows": Counter()} for u in users
     }
     needles = [f'"username":"{u}"'.encode() for u in users]
-    with audit_log.open("rb") as fh:
-        for line in fh:
-            if not any(n in line for n in needles):
-                continue
-            event = orjson.loads(line)
-            if event.get("stage") != "ResponseComplete":
-                continue
-            user = event["user"]["username"]
-            stats = out[user]
-            stats["total"] += 1
-            stats["by_verb"][event.get("verb", "?")] += 1
-            received = _ts(event["requestReceivedTimestamp"])
-            for name, (start, end) in windows.items():
-                if start <= received < end:
-                    stats["windows"][name] += 1
+    for line in _lines(audit_files(audit_log)):
+        if not any(n in line for n in needles):
+            continue
+        event = orjson.loads(line)
+        if event.get("stage") != "ResponseComplete":
+            continue
+        user = event["user"]["username"]
+        stats = out[user]
+        stats["total"] += 1
+        stats["by_verb"][event.get("verb", "?")] += 1
+        received = _ts(event["requestReceivedTimestamp"])
+        for name, (start, end) in windows.items():
+            if start <= received < end:
+                stats["windows"][name] += 1
     return {
         u: {
             "total": s["total"],

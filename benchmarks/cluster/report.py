@@ -112,7 +112,7 @@ def plot(path: Path, info: dict[str, Any], results: dict[str, dict[str, Any]]) -
         points = res.get("_latency_points") or []
         if points:
             top.scatter([p[0] for p in points], [p[1] for p in points], s=4, label=name)
-        times = [t for t in res.get("_commit_times", []) if t >= -60]
+        times = res.get("_commit_times", [])
         bottom.step(times, range(1, len(times) + 1), where="post", label=name)
     zero = info.get("steady_start", 0.0)
     for name, colour in (("steady", "0.92"), ("storm", "#fde0c5"), ("restart", "#dbe9f6")):
