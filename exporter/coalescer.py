@@ -20,7 +20,7 @@ from exporter.messages import Change, Upsert
 
 Clock = Callable[[], float]
 _RATE_WINDOW = 10.0
-"""Seconds over which the event rate is measured."""
+"""Seconds over which the change rate is measured."""
 _THROTTLE_MEMORY = 60.0
 """Seconds for which a 429 from the API server keeps the pacing slow."""
 
@@ -35,7 +35,8 @@ class Pacer:
         self._last_throttle = -float("inf")
         self._push_latency = 0.0
 
-    def observe_event(self) -> None:
+    def observe_change(self) -> None:
+        """A change that differs from the branch arrived."""
         now = self._clock()
         self._events.append(now)
         while self._events and self._events[0] < now - _RATE_WINDOW:
@@ -48,7 +49,7 @@ class Pacer:
     def observe_push(self, seconds: float) -> None:
         self._push_latency = seconds
 
-    def event_rate(self) -> float:
+    def change_rate(self) -> float:
         now = self._clock()
         while self._events and self._events[0] < now - _RATE_WINDOW:
             self._events.popleft()
@@ -57,9 +58,12 @@ class Pacer:
     def load(self) -> float:
         """0 on a calm cluster, 1 at full load."""
         settings = self._settings
-        rate_load = min(self.event_rate() / settings.busy_event_rate, 1.0)
+        # Quadratic: 20 changes/s on a busy-at-200 scale is 1% load, a storm is all of it.
+        rate_load = min((self.change_rate() / settings.busy_change_rate) ** 2, 1.0)
         throttled = 1.0 if self._clock() - self._last_throttle < _THROTTLE_MEMORY else 0.0
-        push_load = min(self._push_latency / max(settings.push_interval, 1.0), 1.0)
+        # Pushes count as slow once they take half the push interval; full load at all of it.
+        share = self._push_latency / max(settings.push_interval, 1.0)
+        push_load = min(max(2 * share - 1, 0.0), 1.0)
         return max(rate_load, throttled, push_load)
 
     def max_delay(self) -> float:
@@ -111,6 +115,9 @@ class Coalescer:
     def offer(self, change: Change) -> None:
         now = self._clock()
         key = change.key
+        blob = self._blob_id(change.content) if isinstance(change, Upsert) else None
+        if self.committed.get(key.path) != blob:
+            self._pacer.observe_change()
         if key in self._pending:
             self.coalesced += 1
         else:

@@ -108,9 +108,10 @@ class PacingSettings:
     """Seconds a change may wait for its commit on a calm cluster, however busy the stream."""
     max_delay_under_load: float = 60.0
     """The longest wait a batch may grow to when the cluster or the remote is under load."""
-    busy_event_rate: float = 100.0
-    """Events per second from which the cluster counts as busy: batches then stretch towards
-    ``max_delay_under_load`` in proportion."""
+    busy_change_rate: float = 200.0
+    """Changes per second (that differ from the branch; filtered events do not count) at which
+    the cluster counts as busy: batches stretch towards ``max_delay_under_load`` with the
+    square of the rate's share of this, so ordinary change keeps commits within seconds."""
     push_interval: float = 10.0
     """At most one push per this many seconds (pushes carry every commit made meanwhile)."""
     pack_interval: float = 3600.0

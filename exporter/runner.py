@@ -261,7 +261,6 @@ class Exporter:
         if isinstance(message, Relisted):
             present = set()
             for obj in message.objects:
-                self._pacer.observe_event()
                 change = self._normalize(resource, obj)
                 if not isinstance(change, Skip):
                     present.add(change.key)
@@ -271,7 +270,6 @@ class Exporter:
                     coalescer.offer(Delete(key, resource.kind))
             return
         self.metrics.events.labels(resource.name, message.type.value).inc()
-        self._pacer.observe_event()
         obj = message.object
         if resource.resource == "horizontalpodautoscalers" and HpaIndex.is_hpa(obj):
             await self._hpa_changed(message)

@@ -31,7 +31,7 @@ def _upsert(name: str, content: str) -> Upsert:
 
 
 SETTINGS = PacingSettings(
-    quiet_period=1.0, max_delay=5.0, max_delay_under_load=60.0, busy_event_rate=10.0
+    quiet_period=1.0, max_delay=5.0, max_delay_under_load=60.0, busy_change_rate=100.0
 )
 
 
@@ -43,7 +43,7 @@ def _coalescer(clock: Clock, committed: dict[str, str] | None = None) -> tuple[C
 def test_latest_change_wins_and_a_flap_back_makes_no_commit() -> None:
     clock = Clock()
     path = _upsert("a", "v1").key.path
-    coalescer, _ = _coalescer(clock, {path: "v1"})
+    coalescer, pacer = _coalescer(clock, {path: "v1"})
     coalescer.offer(_upsert("a", "v2"))
     coalescer.offer(_upsert("a", "v3"))
     coalescer.offer(_upsert("a", "v1"))  # back to what the branch holds
@@ -51,6 +51,9 @@ def test_latest_change_wins_and_a_flap_back_makes_no_commit() -> None:
     batch = coalescer.take()
     assert batch.changes == ()
     assert batch.dropped == 2
+    assert (
+        pacer.change_rate() == 0.2
+    )  # v2 and v3 differed from the branch; v1 and the delete did not
     assert coalescer.coalesced == 2
 
 
@@ -59,14 +62,14 @@ def test_quiet_period_closes_a_batch_and_max_delay_bounds_it() -> None:
     coalescer, _ = _coalescer(clock)
     assert coalescer.due_in() is None
     coalescer.offer(_upsert("a", "1"))
-    assert coalescer.due_in() == pytest.approx(1.0)
+    assert coalescer.due_in() == pytest.approx(1.0, abs=0.01)
     # A steady trickle keeps the quiet period from ever closing the batch...
     for name in "bcd":
         clock.now += 0.9
         coalescer.offer(_upsert(name, "1"))
     clock.now += 0.9
     # ...but the oldest change has waited 3.6 s of the 5 s maximum.
-    assert coalescer.due_in() == pytest.approx(min(1.0 - 0.9, 5.0 - 3.6))
+    assert coalescer.due_in() == pytest.approx(min(1.0 - 0.9, 5.0 - 3.6), abs=0.01)
     clock.now += 5
     assert coalescer.due_in() == 0.0
     batch = coalescer.take()
@@ -79,8 +82,11 @@ def test_load_stretches_the_batches() -> None:
     clock = Clock()
     _, pacer = _coalescer(clock)
     assert pacer.max_delay() == 5.0
-    for _ in range(200):  # 20 events a second over the 10 s window: twice "busy"
-        pacer.observe_event()
+    for _ in range(500):  # 50 changes a second over the 10 s window: half "busy", 1/4 load
+        pacer.observe_change()
+    assert pacer.load() == 0.25
+    for _ in range(1500):  # 200 changes a second: twice "busy"
+        pacer.observe_change()
     assert pacer.load() == 1.0
     assert pacer.max_delay() == 60.0
     clock.now += 11
@@ -120,3 +126,11 @@ def test_files_outside_the_layout_are_left_alone_on_relist() -> None:
     clock = Clock()
     coalescer, _ = _coalescer(clock, {"README.md": "x", _upsert("a", "1").key.path: "1"})
     assert coalescer.paths_of_type("", "configmaps") == [_upsert("a", "1").key]
+
+
+def test_only_slow_pushes_stretch_the_batches() -> None:
+    pacer = Pacer(SETTINGS, clock=Clock())
+    pacer.observe_push(1.0)  # a tenth of the 10 s push interval: normal
+    assert pacer.max_delay() == 5.0
+    pacer.observe_push(10.0)  # as long as the interval: the remote is struggling
+    assert pacer.max_delay() == 60.0
