@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -39,7 +39,6 @@ from exporter.layout import ObjectKey
 
 Json = dict[str, Any]
 Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class ClusterError(Exception):

@@ -251,8 +251,3 @@ def dump(obj: Mapping[str, Any]) -> str:
 def dump_bytes(obj: Mapping[str, Any]) -> bytes:
     """:func:`dump` as UTF-8 bytes: the content of the object's file in the repository."""
     return dump(obj).encode("utf-8", "surrogatepass")
-
-
-def dump_all(objects: Iterable[Mapping[str, Any]]) -> str:
-    """A multi-document YAML stream, one normalized document per object."""
-    return "".join("---\n" + dump(obj) for obj in objects)

@@ -16,7 +16,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 
@@ -185,9 +184,3 @@ class TypeWatcher:
                 if version:
                     self.resource_version = version
         return received
-
-
-def stamp(obj: Json) -> str:
-    """The resourceVersion of an object (``""`` when absent)."""
-    metadata: dict[str, Any] = obj.get("metadata") or {}
-    return str(metadata.get("resourceVersion") or "")

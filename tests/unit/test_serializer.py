@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.serializer import dump, dump_all
+from exporter.serializer import dump
 
 # Every kind of text the API can hold: unicode, control characters, YAML indicators.
 texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=40) | st.sampled_from(
@@ -128,8 +128,3 @@ def test_kubernetes_quantities_and_durations_stay_plain() -> None:
     assert "memory: 1Gi\n" in text
     assert "timeout: 1h30m\n" in text
     assert "disk: 1.5G\n" in text
-
-
-def test_multi_document_stream() -> None:
-    stream = dump_all([{"kind": "A"}, {"kind": "B"}])
-    assert list(yaml.safe_load_all(stream)) == [{"kind": "A"}, {"kind": "B"}]
