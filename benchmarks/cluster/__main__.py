@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pygit2
+
 from benchmarks.cluster import measure, report
 from benchmarks.cluster.api import Api, admin_api, mint_identity
 from benchmarks.cluster.exporters import (
@@ -37,6 +39,7 @@ from benchmarks.cluster.workload import (
     CRD_KIND,
     CRD_PLURAL,
     NODES,
+    Edit,
     Editor,
     Inventory,
     plan,
@@ -216,6 +219,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--initial-timeout", type=float, default=900.0)
     parser.add_argument(
+        "--catch-up",
+        type=float,
+        default=900.0,
+        help="after edits, wait up to this long for every last edit to reach each repository",
+    )
+    parser.add_argument(
         "--katafygio-source", type=Path, help="local katafygio source, if the proxy lacks it"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -239,6 +248,28 @@ class Bench:
         self.subjects = subjects
         self.windows: dict[str, tuple[float, float]] = {}
         self.steady_start = 0.0
+
+    def catch_up(self, edits: list[Edit], timeout: float) -> None:
+        """Wait until every exporter's branch shows the last edit of every edited object (or
+        ``timeout``); records the seconds each needed as ``_caught_up`` (``None``: never)."""
+        start = time.time()
+        pending = {s.exporter.name: s for s in self.subjects}
+        for s in self.subjects:
+            s.results["_caught_up"] = None
+        while pending and time.time() - start < timeout:
+            for name, s in list(pending.items()):
+                try:
+                    present, checked = measure.final_markers_present(
+                        s.repo, s.exporter.ref, s.exporter, edits
+                    )
+                except (KeyError, ValueError, pygit2.GitError):
+                    continue
+                if present == checked:
+                    s.results["_caught_up"] = round(time.time() - start, 1)
+                    del pending[name]
+            if pending:
+                time.sleep(5)
+        log(f"caught up: { {s.exporter.name: s.results['_caught_up'] for s in self.subjects} }")
 
     def cpu(self) -> dict[str, float]:
         return {s.exporter.name: s.runner.cpu_seconds() for s in self.subjects}
@@ -272,6 +303,7 @@ class Bench:
         cpu0 = self.cpu()
         made = editor.run(args.rate, args.steady)
         end = time.time()
+        self.catch_up(editor.edits, args.catch_up)
         settle(args.settle)
         self.windows["steady"] = (t, end)
         for s in self.subjects:
@@ -280,7 +312,7 @@ class Bench:
             s.results["steady"] = {
                 "edits": made,
                 "seconds": round(end - t, 1),
-                "commits": s.watcher.commits_between(t, end + args.settle),
+                "commits": s.watcher.commits_between(t, time.time()),
                 "cpu_seconds": round(s.runner.cpu_seconds() - cpu0[s.exporter.name], 1),
                 "peak_rss_mib": round(s.runner.peak_rss(t) / 2**20, 1),
                 "latency_p50": lat.p50,
@@ -289,6 +321,7 @@ class Bench:
                 "committed": lat.committed,
                 "superseded": lat.superseded,
                 "lost": lat.lost,
+                "caught_up_seconds": s.results["_caught_up"],
             }
             s.results["_latency_points"] = [(a - t, b) for a, b in lat.points]
 
@@ -331,7 +364,8 @@ class Bench:
         editor.run(args.rate, args.restart)
         thread.join()
         self.windows["restart"] = (t, time.time())
-        settle(args.settle + 15)
+        self.catch_up(editor.edits, args.catch_up)
+        settle(args.settle)
         for s in self.subjects:
             present, checked = measure.final_markers_present(
                 s.repo, s.exporter.ref, s.exporter, editor.edits
@@ -341,6 +375,7 @@ class Bench:
                 "objects_edited": checked,
                 "final_state_present": present,
                 "lost": checked - present,
+                "caught_up_seconds": s.results["_caught_up"],
                 "commits": s.watcher.commits_between(t, time.time()),
             }
 

@@ -28,6 +28,11 @@ ROWS: list[tuple[str, tuple[str, ...], int]] = [
     ("steady change: change-to-commit p99 (s)", ("steady", "latency_p99"), 2),
     ("steady change: edits superseded before a commit", ("steady", "superseded"), 0),
     ("steady change: objects whose last edit never landed", ("steady", "lost"), 0),
+    (
+        "steady change: seconds after the last edit until all landed",
+        ("steady", "caught_up_seconds"),
+        1,
+    ),
     ("steady change: commits", ("steady", "commits"), 0),
     ("steady change: CPU seconds", ("steady", "cpu_seconds"), 1),
     ("steady change: peak RSS (MiB)", ("steady", "peak_rss_mib"), 1),
@@ -35,6 +40,11 @@ ROWS: list[tuple[str, tuple[str, ...], int]] = [
     ("autoscaling storm: commits", ("storm", "commits"), 0),
     ("restart during change: objects edited", ("restart", "objects_edited"), 0),
     ("restart during change: final state lost", ("restart", "lost"), 0),
+    (
+        "restart during change: seconds after the last edit until all landed",
+        ("restart", "caught_up_seconds"),
+        1,
+    ),
     (
         "after restart: objects differing from a fresh capture",
         ("restart", "versus_fresh_capture", "different"),
