@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests import gotools
+
 WRAPPER = Path(__file__).resolve().parent.parent / "peers" / "katafygio"
 MODULE = "github.com/bpineau/katafygio"
 
@@ -31,22 +33,15 @@ class PeerBuildError(RuntimeError):
 
 def cache_root() -> Path:
     """``$KUBE2GIT_BENCH_CACHE`` or ``$XDG_CACHE_HOME/kube2git-bench`` (``~/.cache``)."""
-    explicit = os.environ.get("KUBE2GIT_BENCH_CACHE")
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "kube2git-bench"
+    return gotools.cache_root("kube2git-bench", "KUBE2GIT_BENCH_CACHE")
 
 
 def _go() -> str:
-    go = shutil.which("go")
-    if go is None:
-        raise PeerBuildError("the Go toolchain ('go') is not on PATH; it builds katafygio")
-    return go
+    return gotools.go_binary("build katafygio", PeerBuildError)
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "CGO_ENABLED": "0", "GOWORK": "off", "GOFLAGS": "-mod=mod"}
+    return gotools.go_env("-mod=mod")
 
 
 def build_key(source: Path | None) -> str:

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests import gotools
+
 HERE = Path(__file__).resolve().parent
 K8S_MODULE = HERE
 KWOK_MODULE = HERE / "kwok"
@@ -44,31 +46,18 @@ class BuildError(RuntimeError):
 
 
 def cache_root() -> Path:
-    """Where built binaries live; overridable so CI can point it at a cached volume."""
-    explicit = os.environ.get("KUBE2GIT_CLUSTER_CACHE")
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "kube2git-cluster"
+    """Where built binaries live."""
+    return gotools.cache_root("kube2git-cluster", "KUBE2GIT_CLUSTER_CACHE")
 
 
 def _go() -> str:
-    go = shutil.which("go")
-    if go is None:
-        raise BuildError(
-            "the Go toolchain ('go') is not on PATH; it is needed to build the cluster"
-        )
-    return go
+    return gotools.go_binary("build the cluster", BuildError)
 
 
 def _go_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # Static binaries (no C compiler needed), go.sum is the only source of truth, and a go.work
-    # somewhere above the checkout must not change what we build.
-    flags = f"{env.get('GOFLAGS', '')} -mod=readonly".strip()
-    env.update(CGO_ENABLED="0", GOFLAGS=flags, GOWORK="off")
-    return env
+    # go.sum is the only source of truth for what we build.
+    flags = f"{os.environ.get('GOFLAGS', '')} -mod=readonly".strip()
+    return gotools.go_env(flags)
 
 
 def build_key() -> str:

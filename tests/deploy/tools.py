@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -19,6 +18,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from tests import gotools
 
 HELM_MODULE = "helm.sh/helm/v3"
 HELM_VERSION = "v3.19.5"
@@ -33,25 +34,15 @@ class ToolError(RuntimeError):
 
 def cache_root() -> Path:
     """Where built tools live; ``KUBE2GIT_TOOLS_CACHE`` overrides it (a CI cache volume)."""
-    explicit = os.environ.get("KUBE2GIT_TOOLS_CACHE")
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "kube2git-tools"
+    return gotools.cache_root("kube2git-tools", "KUBE2GIT_TOOLS_CACHE")
 
 
 def _go() -> str:
-    go = shutil.which("go")
-    if go is None:
-        raise ToolError("the Go toolchain ('go') is not on PATH; it is needed to build helm")
-    return go
+    return gotools.go_binary("build helm", ToolError)
 
 
 def _go_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # Static binary; a go.work or GOFLAGS of the caller must not change what is built.
-    env.update(CGO_ENABLED="0", GOWORK="off", GOFLAGS="")
-    return env
+    return gotools.go_env()
 
 
 def _go_version() -> str:
