@@ -72,6 +72,42 @@ def create_config_maps(
         ok(control_plane.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", body))
 
 
+def create_deployment(
+    control_plane: Any, namespace: str, name: str, *, replicas: int, image: str = "nginx:1.27"
+) -> None:
+    """A Deployment whose pods tolerate kwok's nodes, as a person would write it."""
+    labels = {"app": name}
+    body = {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [{"name": name, "image": image}],
+                    "tolerations": [{"operator": "Exists"}],
+                },
+            },
+        },
+    }
+    ok(control_plane.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", body))
+
+
+def create_hpa(control_plane: Any, namespace: str, target: str, *, max_replicas: int) -> None:
+    """An autoscaler (named like its target) scaling Deployment ``target``."""
+    body = {
+        "metadata": {"name": target},
+        "spec": {
+            "minReplicas": 1,
+            "maxReplicas": max_replicas,
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+        },
+    }
+    path = f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
+    ok(control_plane.request("POST", path, body))
+
+
 def bare_remote(path: Path) -> Path:
     """A bare repository that, like a protected branch, refuses any non-fast-forward push."""
     subprocess.run(["git", "init", "--bare", "-q", str(path)], check=True)

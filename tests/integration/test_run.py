@@ -24,6 +24,8 @@ from tests.integration.helpers import (
     commit_count,
     converges_to_snapshot,
     create_config_maps,
+    create_deployment,
+    create_hpa,
     eventually,
     git,
     ok,
@@ -88,35 +90,8 @@ def test_autoscaling_and_rollouts_make_no_commit_but_an_image_edit_makes_one(
 ) -> None:
     control_plane.create_kwok_nodes(1)
     apps = f"/apis/apps/v1/namespaces/{namespace}/deployments"
-    labels = {"app": "web"}
-    deployment = {
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [{"name": "web", "image": "nginx:1.26"}],
-                    "tolerations": [{"operator": "Exists"}],
-                },
-            },
-        },
-    }
-    ok(control_plane.request("POST", apps, deployment))
-    hpa = {
-        "metadata": {"name": "web"},
-        "spec": {
-            "minReplicas": 1,
-            "maxReplicas": 60,
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-        },
-    }
-    ok(
-        control_plane.request(
-            "POST", f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers", hpa
-        )
-    )
+    create_deployment(control_plane, namespace, "web", replicas=2, image="nginx:1.26")
+    create_hpa(control_plane, namespace, "web", max_replicas=60)
     prefix = f"namespaces/{namespace}/"
     web = f"{prefix}deployments.apps/web.yaml"
     eventually(

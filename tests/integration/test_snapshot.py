@@ -10,7 +10,6 @@ import base64
 import secrets
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -18,7 +17,7 @@ import yaml
 from exporter.cli import main
 from tests.cluster.control_plane import ControlPlane
 from tests.integration.helpers import commit_count as commits
-from tests.integration.helpers import eventually, git, ok, show, tree
+from tests.integration.helpers import create_deployment, create_hpa, eventually, git, ok, show, tree
 
 pytestmark = pytest.mark.cluster
 
@@ -37,26 +36,6 @@ def snapshot(
     return code, out, err
 
 
-def _deployment(name: str, replicas: int) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [{"name": "main", "image": "nginx:1.27"}],
-                    "tolerations": [{"operator": "Exists"}],
-                },
-            },
-        },
-    }
-
-
 @pytest.fixture(scope="module")
 def widgets(control_plane: ControlPlane) -> str:
     """A CRD of our own, installed once for the module."""
@@ -73,24 +52,9 @@ def test_snapshot_records_what_a_person_wrote_and_nothing_else(
 ) -> None:
     control_plane.create_kwok_nodes(1)
     ns = f"/api/v1/namespaces/{namespace}"
-    apps = f"/apis/apps/v1/namespaces/{namespace}"
-    ok(control_plane.request("POST", f"{apps}/deployments", _deployment("web", 2)))
-    ok(control_plane.request("POST", f"{apps}/deployments", _deployment("api", 3)))
-    hpa = {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "api"},
-        "spec": {
-            "minReplicas": 1,
-            "maxReplicas": 5,
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"},
-        },
-    }
-    ok(
-        control_plane.request(
-            "POST", f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers", hpa
-        )
-    )
+    create_deployment(control_plane, namespace, "web", replicas=2)
+    create_deployment(control_plane, namespace, "api", replicas=3)
+    create_hpa(control_plane, namespace, "api", max_replicas=5)
     encoded = base64.b64encode(SECRET_VALUE.encode()).decode()
     secret = {"metadata": {"name": "db"}, "type": "Opaque", "data": {"password": encoded}}
     ok(control_plane.request("POST", f"{ns}/secrets", secret))
