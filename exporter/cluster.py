@@ -430,7 +430,13 @@ class Cluster:
                 return
             if not line.strip():
                 continue
-            event = orjson.loads(line)
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                # A stream cut mid-line (a dropped connection): reconnect and resume.
+                raise Unreachable(
+                    f"{self.server}: watch {resource.name}: truncated event"
+                ) from None
             kind, obj = event.get("type", ""), event.get("object") or {}
             if kind == "ERROR":
                 status = int(obj.get("code") or 500)
