@@ -117,7 +117,9 @@ def _keygen(path: Path) -> Path:
 def ssh_server(tmp_path: Path) -> Iterator[SshServer]:
     """OpenSSH on a free loopback port, key authentication only, serving a bare repository."""
     if not Path(SSHD).exists():
-        pytest.skip("openssh-server is not installed (apt-get install -y openssh-server)")
+        pytest.fail(
+            "openssh-server is not installed: run scripts/setup (apt-get install openssh-server)"
+        )
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
     root = tmp_path / "sshd"
     root.mkdir()
