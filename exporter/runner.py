@@ -12,6 +12,7 @@ records it, since the initial sync diffs the cluster against the branch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import time
 from collections.abc import Mapping
@@ -366,12 +367,10 @@ class Exporter:
             await self._unpushed.wait()
             if not self._committer_done.is_set():
                 wait = last + interval - time.monotonic()
-                if wait > 0:
-                    try:
+                if wait > 0:  # paced: wait out the interval, unless the drain needs it now
+                    with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(wait):
                             await self._committer_done.wait()
-                    except TimeoutError:
-                        pass
             self._unpushed.clear()
             final = self._committer_done.is_set()
             started = time.monotonic()
