@@ -26,7 +26,6 @@ from exporter.normalize import InputError, normalize, write_stream, write_tree
 from exporter.runner import Exporter
 from exporter.sync import FullSync, SyncReport
 from filters import HpaIndex
-from filters.select import TypeSelection
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 ENV_PREFIX = "KUBE2GIT_"
@@ -212,15 +211,13 @@ def _snapshot(_args: argparse.Namespace, settings: Settings) -> int:
             async with await Cluster.connect(settings.cluster) as cluster:
                 sync = FullSync(
                     cluster,
+                    settings=settings,
                     pipeline=pipeline,
                     hpa_index=hpa_index,
-                    types=TypeSelection(settings.filters.select),
                     blob_id=store.blob_id,
                     progress=progress,
-                    list_mode=settings.cluster.list_mode,
-                    detail_budget=settings.git.message_max_objects,
                 )
-                return await sync.run(store.index(), skip=settings.cluster.skip_types)
+                return await sync.run(store.index())
 
         changes, report = asyncio.run(capture())
         if progress is not None:

@@ -159,14 +159,12 @@ class Exporter:
         index = await asyncio.to_thread(self._store.index)
         sync = FullSync(
             self._cluster,
+            settings=self._settings,
             pipeline=self._pipeline,
             hpa_index=self._hpa_index,
-            types=self._types,
             blob_id=self._store.blob_id,
-            list_mode=self._settings.cluster.list_mode,
-            detail_budget=self._settings.git.message_max_objects,
         )
-        changes, report = await sync.run(index, skip=self._settings.cluster.skip_types)
+        changes, report = await sync.run(index)
         for name, reason in sorted(report.types_failed.items()):
             log.warning("sync.type_not_read", type=name, reason=reason)
         self._coalescer = Coalescer(index, blob_id=self._store.blob_id, pacer=self._pacer)

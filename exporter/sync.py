@@ -28,7 +28,7 @@ from exporter.cluster import (
     Unauthorized,
     WatchListUnsupported,
 )
-from exporter.config import ListMode
+from exporter.config import ListMode, Settings
 from exporter.layout import ObjectKey
 from exporter.messages import Change, Delete, Upsert, field_managers
 from exporter.serializer import dump_bytes
@@ -113,32 +113,29 @@ class FullSync:
         self,
         cluster: Cluster,
         *,
+        settings: Settings,
         pipeline: Pipeline,
         hpa_index: HpaIndex,
-        types: TypeSelection,
         blob_id: BlobId,
         progress: Progress | None = None,
-        list_mode: ListMode = ListMode.PAGINATE,
-        detail_budget: int = 500,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cluster = cluster
         self._normalize = Normalizer(pipeline=pipeline, hpa_index=hpa_index)
-        self._types = types
+        self._types = TypeSelection(settings.filters.select)
+        self._skip = frozenset(settings.cluster.skip_types)
         self._blob_id = blob_id
         self._progress = progress
-        self._list_mode = list_mode
-        self._detail_budget = detail_budget
+        self._list_mode = settings.cluster.list_mode
+        # A commit message names at most this many objects: details past it are dead weight.
+        self._detail_budget = settings.git.message_max_objects
         self._clock = clock
 
-    async def run(
-        self, index: Mapping[str, str], *, skip: Iterable[str] = ()
-    ) -> tuple[list[Change], SyncReport]:
+    async def run(self, index: Mapping[str, str]) -> tuple[list[Change], SyncReport]:
         """Changes that bring the branch (``index``: path → blob id) to the cluster's state."""
         started = self._clock()
         report = SyncReport()
         discovery = await self._cluster.discover()
-        skip_names = frozenset(skip)
         for group_version in discovery.failed_groups:
             report.types_failed[group_version] = "discovery failed"
             log.warning("sync.discovery_failed", group_version=group_version)
@@ -149,7 +146,7 @@ class FullSync:
         readable = 0
         for resource in _ordered(discovery.resources):
             existing = folders.get((resource.group, resource.resource), [])
-            if resource.name in skip_names or not self._types.selects(
+            if resource.name in self._skip or not self._types.selects(
                 resource.api_version, resource.kind
             ):
                 # Not recorded at all: files from an earlier policy are removed.

@@ -121,8 +121,7 @@ class Api:
                 created += 1
 
         with ThreadPoolExecutor(threads) as pool:
-            for _ in pool.map(post, items):
-                pass
+            list(pool.map(post, items))  # drains the map, so a worker's error is raised here
         return created, existing
 
 
