@@ -488,7 +488,7 @@ class ControlPlane:
             got = self.request(
                 "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
             )
-            conditions = got.body.get("status", {}).get("conditions", [])
+            conditions = (got.body.get("status") or {}).get("conditions") or []
             established = any(
                 c["type"] == "Established" and c["status"] == "True" for c in conditions
             )
@@ -528,7 +528,7 @@ class ControlPlane:
         def all_ready() -> bool:
             for name in names:
                 got = self.request("GET", f"/api/v1/nodes/{name}").body
-                conditions = got.get("status", {}).get("conditions", [])
+                conditions = (got.get("status") or {}).get("conditions") or []
                 if not any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
                     return False
             return True
