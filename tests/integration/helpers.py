@@ -171,6 +171,8 @@ class ExporterProcess:
         repo: Path | None = None,
         remote: str = "",
         watch_timeout: int = 60,
+        quiet_period: float = 0.5,
+        max_delay: float = 2.0,
         run_config: str = "",
     ) -> None:
         self.repo = repo or tmp_path / "backup.git"
@@ -181,7 +183,10 @@ class ExporterProcess:
         self.config.write_text(
             FAST_PACING.replace(
                 "watch_timeout_seconds: 60", f"watch_timeout_seconds: {watch_timeout}"
-            ).replace("\nrun:\n", "\nrun:\n" + run_config)
+            )
+            .replace("quiet_period: 0.5", f"quiet_period: {quiet_period}")
+            .replace("max_delay: 2.0", f"max_delay: {max_delay}")
+            .replace("\nrun:\n", "\nrun:\n" + run_config)
         )
         self.log = tmp_path / f"run-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None

@@ -259,12 +259,27 @@ def test_kill_9_during_a_burst_then_restart_loses_nothing(
 
 
 def test_sigterm_during_a_burst_commits_the_burst(
-    control_plane: ControlPlane, namespace: str, exporter: ExporterProcess
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
-    ns = f"/api/v1/namespaces/{namespace}"
-    for index in range(15):
-        ok(control_plane.request("POST", f"{ns}/configmaps", {"metadata": {"name": f"t{index}"}}))
-    assert exporter.stop(signal.SIGTERM) == 0
+    # Batches that never close by themselves: only the drain can commit the burst.
+    exporter = ExporterProcess(
+        tmp_path, control_plane.kubeconfig, quiet_period=300, max_delay=600
+    ).start()
+    try:
+        # Nothing commits by itself now, so pending only grows: wait for 15 more.
+        baseline = exporter.metric("kube2git_pending_changes")
+        create_config_maps(control_plane, namespace, *(f"t{index}" for index in range(15)))
+        eventually(
+            "the burst to be pending",
+            lambda: exporter.metric("kube2git_pending_changes") >= baseline + 15,
+            within=30,
+        )
+        before = tree(exporter.repo)
+        assert not any(f"namespaces/{namespace}/configmaps/t" in path for path in before)
+        assert exporter.stop(signal.SIGTERM) == 0
+    finally:
+        if exporter.proc is not None and exporter.proc.poll() is None:
+            exporter.kill()
     paths = tree(exporter.repo)
     assert all(f"namespaces/{namespace}/configmaps/t{index}.yaml" in paths for index in range(15))
 
