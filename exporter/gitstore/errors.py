@@ -4,6 +4,7 @@
 
     GitStoreError                  anything the git store cannot do
     ├── RepositoryLocked           another process writes to the same repository
+    ├── NotLeading                 the fence says this replica may no longer write
     ├── CredentialsUnavailable     a configured key/token/password file or variable is missing
     └── RemoteError                talking to the remote failed
         ├── RemoteUnreachable      connection refused, DNS, TLS, server error: retried
@@ -22,6 +23,10 @@ class GitStoreError(Exception):
 
 class RepositoryLocked(GitStoreError):
     """Another live process holds the repository's writer lock."""
+
+
+class NotLeading(GitStoreError):
+    """The store's fence refused a commit or push: this replica's leadership is not current."""
 
 
 class CredentialsUnavailable(GitStoreError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import random
 import threading
@@ -20,13 +21,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 import pygit2
 import structlog
 
 from exporter.gitstore.errors import (
     GitStoreError,
+    NotLeading,
     PushRejected,
     RemoteUnreachable,
     RepositoryLocked,
@@ -40,6 +42,7 @@ from exporter.gitstore.message import (
     responsible_for_body,
     responsible_for_paths,
 )
+from exporter.gitstore.replay import replay
 from exporter.gitstore.settings import GitSettings
 from exporter.gitstore.transport import (
     GitTransport,
@@ -48,17 +51,13 @@ from exporter.gitstore.transport import (
     index_pack,
     repack,
 )
+from exporter.gitstore.trees import TreeDelta, apply_delta
 from exporter.messages import Change, Delete, FieldManager, Upsert
 
 log = structlog.get_logger()
 
-_BLOB = pygit2.enums.FileMode.BLOB
-_TREE = pygit2.enums.FileMode.TREE
 _LOCK_FILE = "kube2git.lock"
 _HEX = frozenset("0123456789abcdef")
-
-# path → new blob id, or None for a deletion
-TreeDelta = dict[str, pygit2.Oid | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +88,41 @@ class PushResult:
     conflicts: tuple[str, ...]
     """Paths both sides changed, resolved in favour of the cluster's state."""
     attempts: int
+    rebuilt: bool = False
+    """The local branch moved onto commits kube2git did not write (a replay or a fast-forward
+    onto a remote that moved on): reload what is committed and re-diff it against the cluster."""
+    rewritten: bool = False
+    """The remote's history was rewritten under us (a force-push): purged commits were not
+    replayed."""
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _git_errors(
+    what: str,
+) -> Callable[[Callable[Concatenate[GitStore, _P], _R]], Callable[Concatenate[GitStore, _P], _R]]:
+    """Turn a ``pygit2.GitError`` (a corrupt object, a full disk) into a one-line
+    :class:`GitStoreError` naming the repository, as every caller of the store expects."""
+
+    def decorate(
+        method: Callable[Concatenate[GitStore, _P], _R],
+    ) -> Callable[Concatenate[GitStore, _P], _R]:
+        @functools.wraps(method)
+        def wrapper(self: GitStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                return method(self, *args, **kwargs)
+            except pygit2.GitError as exc:
+                raise GitStoreError(_one_line(f"{what} in {self.path} failed: {exc}")) from exc
+
+        return wrapper
+
+    return decorate
 
 
 class GitStore:
@@ -126,6 +160,10 @@ class GitStore:
         self._loose = self._count_loose()
         self._undeltified = False
         self._transport: GitTransport | None = None
+        self.fence: Callable[[], bool] | None = None
+        """When set, checked under the store's lock right before the branch ref moves and
+        before each push: ``False`` refuses the write with :class:`NotLeading`. Leader
+        election sets it, so a replica that lost its lease cannot write another commit."""
         log.debug("gitstore.opened", path=str(self.path), branch=self.settings.branch)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -142,7 +180,9 @@ class GitStore:
                 str(self.path), bare=True, initial_head=self.settings.branch
             )
         except pygit2.GitError as exc:
-            raise GitStoreError(f"cannot open the repository {self.path}: {exc}") from exc
+            raise GitStoreError(
+                _one_line(f"cannot open the repository {self.path}: {exc}")
+            ) from exc
 
     def _acquire_writer_lock(self) -> int:
         fd = os.open(self.path / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -190,8 +230,13 @@ class GitStore:
     ) -> None:
         self.close()
 
+    def _check_fence(self, what: str) -> None:
+        if self.fence is not None and not self.fence():
+            raise NotLeading(f"{what} refused: this replica's leadership is not current")
+
     # -- reading -----------------------------------------------------------------------------
 
+    @_git_errors("reading the branch")
     def head(self) -> str | None:
         """The branch tip's commit id, or ``None`` before the first commit."""
         with self._lock:
@@ -220,6 +265,7 @@ class GitStore:
         """The id ``content`` has (or would have) as a blob; no write."""
         return str(pygit2.hash(content))
 
+    @_git_errors("reading a file")
     def read(self, path: str) -> bytes | None:
         """The content of ``path`` at the branch tip, or ``None``."""
         with self._lock:
@@ -234,6 +280,7 @@ class GitStore:
                 return None
             return entry.data
 
+    @_git_errors("reading the branch")
     def index(self) -> dict[str, str]:
         """Every file path at the branch tip → its blob id (hex), for resume and resync."""
         with self._lock:
@@ -254,6 +301,7 @@ class GitStore:
 
     # -- committing --------------------------------------------------------------------------
 
+    @_git_errors("commit")
     def commit(self, changes: Sequence[Change]) -> CommitInfo | None:
         """Record ``changes`` as one commit; ``None`` (and no commit) when nothing changed.
 
@@ -261,10 +309,7 @@ class GitStore:
         delete of an absent path change nothing.
         """
         with self._lock:
-            try:
-                return self._commit(changes)
-            except pygit2.GitError as exc:
-                raise GitStoreError(f"commit to {self.path} failed: {exc}") from exc
+            return self._commit(changes)
 
     def _commit(self, changes: Sequence[Change]) -> CommitInfo | None:
         latest: dict[str, Change] = {}
@@ -301,7 +346,7 @@ class GitStore:
         if not delta:
             return None
         loose = self._write_blobs(new_blobs)
-        new_tree, written = self._apply(tree, delta)
+        new_tree, written = apply_delta(self._repo, tree, delta)
         if tree is not None and new_tree == tree.id:
             return None
         message = build_message(
@@ -314,6 +359,7 @@ class GitStore:
         oid = self._repo.create_commit(
             None, author, committer, message.text, new_tree, [tip.id] if tip else []
         )
+        self._check_fence("commit")
         self._repo.references.create(self._ref, oid, force=True)
         self._loose += loose + written + 1
         info = CommitInfo(
@@ -409,47 +455,6 @@ class GitStore:
             return None
         return entry.id if entry.type_str == "blob" else None
 
-    def _apply(self, tree: pygit2.Tree | None, delta: TreeDelta) -> tuple[pygit2.Oid, int]:
-        """Write the trees along the changed paths; returns the root and how many were written."""
-        nested: dict[str, Any] = {}
-        for path, oid in delta.items():
-            *dirs, leaf = path.split("/")
-            node = nested
-            for name in dirs:
-                node = node.setdefault(name, {})
-            node[leaf] = oid
-        counter = [0]
-        root = self._build(tree, nested, counter)
-        if root is None:
-            root = self._repo.TreeBuilder().write()
-            counter[0] += 1
-        return root, counter[0]
-
-    def _build(
-        self, tree: pygit2.Tree | None, changes: Mapping[str, Any], counter: list[int]
-    ) -> pygit2.Oid | None:
-        builder = self._repo.TreeBuilder(tree) if tree is not None else self._repo.TreeBuilder()
-        for name, change in changes.items():
-            existing = builder.get(name)
-            if isinstance(change, dict):
-                subtree = existing if isinstance(existing, pygit2.Tree) else None
-                oid = self._build(subtree, change, counter)
-                if oid is None:
-                    if existing is not None:
-                        builder.remove(name)
-                else:
-                    builder.insert(name, oid, _TREE)
-            elif change is None:
-                if existing is not None:
-                    builder.remove(name)
-            else:
-                builder.insert(name, change, _BLOB)
-        if len(builder) == 0:
-            return None
-        counter[0] += 1
-        written: pygit2.Oid = builder.write()
-        return written
-
     # -- packing -----------------------------------------------------------------------------
 
     def _loose_objects(self) -> Iterator[tuple[str, Path]]:
@@ -464,6 +469,7 @@ class GitStore:
     def _count_loose(self) -> int:
         return sum(1 for _ in self._loose_objects())
 
+    @_git_errors("packing")
     def pack(self, *, full: bool | None = None) -> int:
         """Pack the loose objects (libgit2 writes one file per object); returns how many.
 
@@ -511,83 +517,116 @@ class GitStore:
             self._transport = GitTransport(self.path, self.settings.remote)
         return self._transport
 
+    @_git_errors("push")
     def push(self) -> PushResult:
         """Bring the remote branch up to the local tip, never forcing.
 
         A remote that moved on is fetched and our unpushed commits are rebuilt on top of it
-        (a path both sides changed takes our content: the cluster's current state). Failures
-        to reach the remote are retried after the configured delays; authentication and
-        host-key failures are not.
+        (a path both sides changed takes our content: the cluster's current state); see
+        :mod:`exporter.gitstore.replay`. The push only succeeds while the remote still holds
+        the last commit we know it holds, so a branch an administrator rewound by force is
+        rebuilt, not fast-forwarded back. Failures to reach the remote are retried after the
+        configured delays; authentication and host-key failures are not.
         """
         with self._push_lock:
-            transport = self._remote()
-            remote = self.settings.remote
-            delays = backoff(remote.retry_delays, remote.retry_jitter, self._rng)
-            attempts = replays = replayed = 0
-            conflicts: list[str] = []
-            while True:
-                attempts += 1
-                with self._lock:
-                    tip = self._tip()
-                    tracked = self._tracked()
-                if tip is None:
-                    return PushResult(
-                        None, pushed=False, replayed=0, conflicts=(), attempts=attempts
-                    )
-                if tracked is not None and tracked.id == tip.id:
-                    return PushResult(
-                        str(tip.id),
-                        pushed=False,
-                        replayed=replayed,
-                        conflicts=tuple(conflicts),
-                        attempts=attempts,
-                    )
-                try:
-                    with self._gc_lock:
-                        outcome = transport.push(str(tip.id), self.settings.branch)
-                    if outcome is PushOutcome.BEHIND:
-                        if replays >= remote.max_replays:
-                            raise PushRejected(
-                                f"push to {transport.safe_url}: the remote kept moving on "
-                                f"through {replays} replays"
-                            )
-                        replays += 1
-                        with self._gc_lock:
-                            transport.fetch(self.settings.branch, self._tracking)
-                        count, clashes = self._replay()
-                        replayed += count
-                        conflicts += clashes
-                        continue
-                except RemoteUnreachable as exc:
-                    delay = next(delays, None)
-                    if delay is None:
-                        raise
-                    log.warning(
-                        "gitstore.push_retry",
-                        error=str(exc),
-                        attempt=attempts,
-                        delay=round(delay, 2),
-                    )
-                    self._sleep(delay)
-                    continue
-                with self._lock:
-                    self._repo.references.create(self._tracking, tip.id, force=True)
-                log.info(
-                    "gitstore.pushed",
-                    commit=str(tip.id)[:12],
-                    outcome=outcome.value,
-                    replayed=replayed,
-                    conflicts=len(conflicts),
-                    **transport.describe(),
-                )
-                return PushResult(
-                    str(tip.id),
-                    pushed=True,
-                    replayed=replayed,
-                    conflicts=tuple(conflicts),
-                    attempts=attempts,
-                )
+            return self._push()
 
+    def _push(self) -> PushResult:
+        transport = self._remote()
+        remote = self.settings.remote
+        delays = backoff(remote.retry_delays, remote.retry_jitter, self._rng)
+        attempts = replays = replayed = 0
+        conflicts: list[str] = []
+        rebuilt = rewritten = False
+
+        def result(tip: str | None, *, pushed: bool) -> PushResult:
+            return PushResult(
+                tip,
+                pushed=pushed,
+                replayed=replayed,
+                conflicts=tuple(conflicts),
+                attempts=attempts,
+                rebuilt=rebuilt,
+                rewritten=rewritten,
+            )
+
+        while True:
+            attempts += 1
+            with self._lock:
+                tip = self._tip()
+                tracked = self._tracked()
+                self._check_fence("push")
+                # a lease on the remote's last known tip, when ours builds on it: the update
+                # is then a fast-forward of what the remote holds, or refused
+                expect = (
+                    str(tracked.id)
+                    if tracked is not None
+                    and tip is not None
+                    and self._repo.descendant_of(tip.id, tracked.id)
+                    else None
+                )
+            if tip is None:
+                return result(None, pushed=False)
+            if tracked is not None and tracked.id == tip.id:
+                return result(str(tip.id), pushed=False)
+            try:
+                with self._gc_lock:
+                    outcome = transport.push(str(tip.id), self.settings.branch, expect=expect)
+                if outcome is PushOutcome.BEHIND:
+                    if replays >= remote.max_replays:
+                        raise PushRejected(
+                            f"push to {transport.safe_url}: the remote kept moving on "
+                            f"through {replays} replays"
+                        )
+                    replays += 1
+                    with self._gc_lock:
+                        found = transport.fetch(self.settings.branch, self._tracking)
+                    with self._lock:
+                        fetched = self._tracked() if found else None
+                        local = self._tip()
+                        if fetched is None or local is None:
+                            # the remote branch is gone: push ours as a new branch
+                            if self._repo.references.get(self._tracking) is not None:
+                                self._repo.references.delete(self._tracking)
+                            continue
+                        moved = replay(
+                            self._repo,
+                            ref=self._ref,
+                            local=local,
+                            remote=fetched,
+                            known=tracked,
+                            committer=self._exporter_signature(),
+                        )
+                    replayed += moved.replayed
+                    conflicts += moved.conflicts
+                    rebuilt = rebuilt or moved.rebuilt
+                    rewritten = rewritten or moved.rewritten
+                    continue
+            except RemoteUnreachable as exc:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                log.warning(
+                    "gitstore.push_retry",
+                    error=str(exc),
+                    attempt=attempts,
+                    delay=round(delay, 2),
+                )
+                self._sleep(delay)
+                continue
+            with self._lock:
+                self._repo.references.create(self._tracking, tip.id, force=True)
+            log.info(
+                "gitstore.pushed",
+                commit=str(tip.id)[:12],
+                outcome=outcome.value,
+                replayed=replayed,
+                conflicts=len(conflicts),
+                **transport.describe(),
+            )
+            return result(str(tip.id), pushed=True)
+
+    @_git_errors("catching up with the remote")
     def catch_up(self) -> str | None:
         """Start from the remote's branch, so a new or returning replica diffs against it.
 
@@ -617,86 +656,6 @@ class GitStore:
         if diverged:
             self.push()
         return self.head()
-
-    def _replay(self) -> tuple[int, list[str]]:
-        """Rebuild our commits since the merge base on top of the fetched remote tip."""
-        with self._lock:
-            remote = self._tracked()
-            local = self._tip()
-            if remote is None or local is None or remote.id == local.id:
-                return 0, []
-            if self._repo.descendant_of(local.id, remote.id):
-                return 0, []  # a fast-forward after all (the remote moved back): push again
-            if self._repo.descendant_of(remote.id, local.id):
-                self._repo.references.create(self._ref, remote.id, force=True)
-                return 0, []
-            base_id = self._repo.merge_base(local.id, remote.id)
-            ours: list[pygit2.Commit] = []
-            cursor: pygit2.Commit | None = local
-            while cursor is not None and cursor.id != base_id:
-                ours.append(cursor)
-                cursor = cursor.parents[0] if cursor.parents else None
-            ours.reverse()
-            base_tree = self._repo[base_id].peel(pygit2.Tree) if base_id else None
-            theirs = self._delta(base_tree, remote.tree)
-            new_tip = remote
-            conflicts: list[str] = []
-            replayed = 0
-            for commit in ours:
-                parent_tree = commit.parents[0].tree if commit.parents else None
-                delta = self._delta(parent_tree, commit.tree)
-                clashes = [p for p in delta if p in theirs and theirs[p] != delta[p]]
-                conflicts += clashes
-                new_tree, _ = self._apply(new_tip.tree, delta)
-                if new_tree == new_tip.tree.id:
-                    continue
-                oid = self._repo.create_commit(
-                    None,
-                    commit.author,
-                    self._exporter_signature(),
-                    commit.message,
-                    new_tree,
-                    [new_tip.id],
-                )
-                new_tip = self._repo[oid].peel(pygit2.Commit)
-                replayed += 1
-            self._repo.references.create(self._ref, new_tip.id, force=True)
-            log.warning(
-                "gitstore.replayed",
-                onto=str(remote.id)[:12],
-                commits=replayed,
-                skipped=len(ours) - replayed,
-                conflicts=len(conflicts),
-                conflict_paths=conflicts[:20],
-                resolution="cluster state wins" if conflicts else None,
-            )
-            return replayed, conflicts
-
-    def _delta(self, old: pygit2.Tree | None, new: pygit2.Tree | None) -> TreeDelta:
-        """Paths whose blob differs between two trees → the new blob (``None``: removed)."""
-        out: TreeDelta = {}
-        self._diff(old, new, "", out)
-        return out
-
-    def _diff(
-        self, old: pygit2.Tree | None, new: pygit2.Tree | None, prefix: str, out: TreeDelta
-    ) -> None:
-        if old is not None and new is not None and old.id == new.id:
-            return
-        left = {e.name: e for e in old} if old is not None else {}
-        right = {e.name: e for e in new} if new is not None else {}
-        for name in left.keys() | right.keys():
-            a, b = left.get(name), right.get(name)
-            if a is not None and b is not None and a.id == b.id:
-                continue
-            a_tree = a if isinstance(a, pygit2.Tree) else None
-            b_tree = b if isinstance(b, pygit2.Tree) else None
-            if a_tree is not None or b_tree is not None:
-                self._diff(a_tree, b_tree, f"{prefix}{name}/", out)
-            if b is not None and b_tree is None:
-                out[f"{prefix}{name}"] = b.id
-            elif a is not None and a_tree is None and b is None:
-                out[f"{prefix}{name}"] = None
 
 
 def _plain(value: Any) -> Any:

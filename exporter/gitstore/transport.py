@@ -386,11 +386,18 @@ class GitTransport:
             return AuthenticationFailed(f"{where}: authentication failed", detail=detail)
         return RemoteUnreachable(f"{where} failed", detail=detail)
 
-    def push(self, oid: str, branch: str) -> PushOutcome:
-        """Push commit ``oid`` to ``refs/heads/<branch>``, never forcing."""
+    def push(self, oid: str, branch: str, *, expect: str | None = None) -> PushOutcome:
+        """Push commit ``oid`` to ``refs/heads/<branch>``, never forcing.
+
+        With ``expect`` (an ancestor of ``oid``), the remote must still be at that commit:
+        a branch rewound or rewritten by someone else is reported as ``BEHIND`` instead of
+        being fast-forwarded back over what they removed.
+        """
         ref = f"refs/heads/{branch}"
+        lease = [f"--force-with-lease={ref}:{expect}"] if expect else []
         code, out, err, secrets = self._run(
-            ["push", "--porcelain", "--no-verify", self._settings.url, f"{oid}:{ref}"], "push"
+            ["push", "--porcelain", "--no-verify", *lease, self._settings.url, f"{oid}:{ref}"],
+            "push",
         )
         for line in out.splitlines():
             flag, _, rest = line.partition("\t")
