@@ -21,7 +21,7 @@ from exporter.cluster import ApiResource, Cluster, ClusterError, KubeconfigError
 from exporter.config import ConfigError, Settings, load_settings, make_pipeline, override
 from exporter.gitstore import GitStore, GitStoreError
 from exporter.logs import configure_logging
-from exporter.messages import Change
+from exporter.messages import Change, capture_gap, observed_after_gap
 from exporter.normalize import InputError, normalize, write_stream, write_tree
 from exporter.runner import Exporter
 from exporter.sync import FullSync, SyncReport
@@ -204,8 +204,9 @@ def _snapshot(_args: argparse.Namespace, settings: Settings) -> int:
     hpa_index = HpaIndex()
     pipeline = make_pipeline(settings, hpa_index=hpa_index)
     progress = _ProgressLine(sys.stderr) if sys.stderr.isatty() else None
-    store = GitStore(repo, settings=settings.git)
+    store = GitStore(repo, settings=settings.git, audit=settings.audit)
     try:
+        index = store.index()
 
         async def capture() -> tuple[list[Change], SyncReport]:
             async with await Cluster.connect(settings.cluster) as cluster:
@@ -217,12 +218,12 @@ def _snapshot(_args: argparse.Namespace, settings: Settings) -> int:
                     blob_id=store.blob_id,
                     progress=progress,
                 )
-                return await sync.run(store.index())
+                return await sync.run(index)
 
         changes, report = asyncio.run(capture())
         if progress is not None:
             progress.done()
-        info = store.commit(changes)
+        info = store.commit(observed_after_gap(changes, capture_gap(index)))
         if info is not None:
             store.pack()
     finally:
@@ -238,7 +239,7 @@ def _run(_args: argparse.Namespace, settings: Settings) -> int:
     repo = _require_repo(settings)
     hpa_index = HpaIndex()
     pipeline = make_pipeline(settings, hpa_index=hpa_index)
-    store = GitStore(repo, settings=settings.git)
+    store = GitStore(repo, settings=settings.git, audit=settings.audit)
 
     async def follow() -> None:
         stop = asyncio.Event()

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from exporter.attribution import AuditSettings
 from exporter.gitstore.settings import GitSettings
 from filters import HpaIndex, Pipeline, build_pipeline
 from filters.policy import Policy
@@ -170,6 +171,8 @@ class Settings:
     """The backup branch, commit identities, packing and push."""
     run: RunSettings = field(default_factory=RunSettings)
     """The continuous exporter."""
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    """Who each commit is attributed to, and which actors are automation (docs/audit.md)."""
 
 
 def load_settings(path: str | os.PathLike[str] | None) -> Settings:

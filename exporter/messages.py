@@ -6,7 +6,9 @@ keyed by :class:`~exporter.layout.ObjectKey`; the coalescer and the git store pa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import enum
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,33 @@ class FieldManager:
     """The entry's ``fieldsV1`` set; read only."""
 
 
+class Gap(enum.Enum):
+    """Why a change's actor and order cannot be known: the ``Observed-After-Gap:`` trailer."""
+
+    INITIAL_CAPTURE = "initial-capture"
+    """The first capture into an empty branch."""
+    RESTART = "restart"
+    """What changed while kube2git was not watching (a restart, or a later snapshot)."""
+    RELIST = "relist"
+    """A watch lost its place (410 Gone) and the type was listed again."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditUser:
+    """Who made one request, as the API server's audit stream says."""
+
+    username: str
+    """The authenticated user (``alice``, ``system:serviceaccount:ci:deployer``); when the
+    request impersonated someone, the impersonated user."""
+    groups: tuple[str, ...] = ()
+    impersonated_by: str | None = None
+    """The authenticated user who impersonated ``username``, if any."""
+    user_agent: str = ""
+    verb: str = ""
+    time: str = ""
+    """RFC 3339 time the API server completed the request."""
+
+
 @dataclass(frozen=True, slots=True)
 class Upsert:
     """An object now exists with this normalized content."""
@@ -42,6 +71,10 @@ class Upsert:
     managers: tuple[FieldManager, ...] = ()
     """``managedFields`` of the live object, taken before the filters stripped them."""
     resource_version: str | None = None
+    user: AuditUser | None = None
+    """The user the audit stream names for this change, when the audit webhook is on."""
+    gap: Gap | None = None
+    """Set when the change was observed after a gap: its actor and order are unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +84,10 @@ class Delete:
     key: ObjectKey
     kind: str
     resource_version: str | None = None
+    user: AuditUser | None = None
+    """The user the audit stream names for this deletion, when the audit webhook is on."""
+    gap: Gap | None = None
+    """Set when the deletion was inferred after a gap (a relist, a restart)."""
 
 
 Change = Upsert | Delete
@@ -70,3 +107,13 @@ def field_managers(body: Mapping[str, Any]) -> tuple[FieldManager, ...]:
         for entry in entries
         if isinstance(entry, Mapping)
     )
+
+
+def observed_after_gap(changes: Iterable[Change], gap: Gap) -> list[Change]:
+    """The changes, marked as observed after ``gap``: authored by kube2git, actor unknown."""
+    return [dataclasses.replace(change, gap=gap) for change in changes]
+
+
+def capture_gap(index: Mapping[str, str]) -> Gap:
+    """The gap a full capture into a branch holding ``index`` closes."""
+    return Gap.RESTART if index else Gap.INITIAL_CAPTURE

@@ -75,6 +75,12 @@ class Metrics:
             registry=r,
         )
         self.commits = Counter("kube2git_commits", "Commits made.", registry=r)
+        self.manual = Counter(
+            "kube2git_manual_changes",
+            'Changes by actors outside audit.automation (namespace "" is cluster scope).',
+            ["namespace", "actor"],
+            registry=r,
+        )
         self.commit_failures = Counter("kube2git_commit_failures", "Failed commits.", registry=r)
         self.pushes = Counter("kube2git_pushes", "Successful pushes.", registry=r)
         self.push_failures = Counter("kube2git_push_failures", "Failed pushes.", registry=r)

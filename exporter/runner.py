@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import time
 from collections.abc import Mapping
@@ -20,13 +21,14 @@ from typing import Any
 
 import structlog
 
+from exporter.attribution import ChangeKind
 from exporter.cluster import ApiResource, Cluster, ClusterError, TooManyRequests
 from exporter.coalescer import Coalescer, Pacer
 from exporter.config import Settings
-from exporter.gitstore import GitStore, GitStoreError
+from exporter.gitstore import CommitInfo, GitStore, GitStoreError
 from exporter.health import HealthServer
 from exporter.leader import LeaderElector
-from exporter.messages import Delete
+from exporter.messages import Delete, Gap, capture_gap, observed_after_gap
 from exporter.metrics import Metrics, Sampled
 from exporter.sync import FullSync, Normalizer
 from exporter.watcher import (
@@ -168,7 +170,7 @@ class Exporter:
         for name, reason in sorted(report.types_failed.items()):
             log.warning("sync.type_not_read", type=name, reason=reason)
         self._coalescer = Coalescer(index, blob_id=self._store.blob_id, pacer=self._pacer)
-        for change in changes:
+        for change in observed_after_gap(changes, capture_gap(index)):
             self._coalescer.offer(change)
         await self._commit()
         await asyncio.to_thread(self._store.pack)
@@ -263,10 +265,10 @@ class Exporter:
                 change = self._normalize(resource, obj)
                 if not isinstance(change, Skip):
                     present.add(change.key)
-                    coalescer.offer(change)
+                    coalescer.offer(dataclasses.replace(change, gap=Gap.RELIST))
             for key in coalescer.paths_of_type(resource.group, resource.resource):
                 if key not in present:
-                    coalescer.offer(Delete(key, resource.kind))
+                    coalescer.offer(Delete(key, resource.kind, gap=Gap.RELIST))
             return
         self.metrics.events.labels(resource.name, message.type.value).inc()
         obj = message.object
@@ -341,20 +343,42 @@ class Exporter:
         if not batch.changes:
             return
         try:
-            info = await asyncio.to_thread(self._store.commit, list(batch.changes))
+            infos = await asyncio.to_thread(self._store.commit_batch, list(batch.changes))
         except GitStoreError:
             self.metrics.commit_failures.inc()
             coalescer.restore(batch)
             raise
         coalescer.committed_batch(batch)
-        if info is None:
+        if not infos:
             return
         now = time.monotonic()
-        self.metrics.commits.inc()
+        self.metrics.commits.inc(len(infos))
         for seen in batch.first_seen:
             self.metrics.latency.observe(now - seen)
-        log.info("commit", id=info.id[:12], subject=info.subject, changes=len(batch.changes))
+        for info in infos:
+            log.info("commit", id=info.id[:12], subject=info.subject, author=info.author)
+            if info.change_kind is ChangeKind.MANUAL:
+                self._report_manual(info)
         self._unpushed.set()
+
+    def _report_manual(self, info: CommitInfo) -> None:
+        """Count and log each manual change, so people can alert on changes outside Git."""
+        assert info.actor is not None
+        for change in info.changes:
+            namespace = change.key.namespace or ""
+            self.metrics.manual.labels(namespace, info.actor.name).inc()
+            log.warning(
+                "change.manual",
+                actor=info.actor.name,
+                attribution=info.actor.attribution.value,
+                field_manager=change.manager.manager if change.manager else None,
+                action=change.action,
+                kind=change.kind,
+                namespace=change.key.namespace,
+                name=change.key.name,
+                path=change.key.path,
+                commit=info.id[:12],
+            )
 
     async def _pusher(self) -> None:
         if not self._settings.git.remote.url:

@@ -2,8 +2,8 @@
 
 A commit is an audit-trail entry: its subject says what changed, its body lists each object,
 the fields a modification touched (as ``.spec.template.spec.containers[0].image`` paths) and
-the field manager that made the change, and its trailers name the manager(s) and the newest
-resourceVersion. The author is the manager that ``managedFields`` shows responsible.
+the field manager that made the change, and its trailers say how the author is known
+(:mod:`exporter.attribution`), name the manager(s) and the newest resourceVersion.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from typing import Any, Literal
 import jsonpatch
 import yaml
 
+from exporter.attribution import Actor, ChangeKind
 from exporter.layout import ObjectKey
-from exporter.messages import FieldManager
+from exporter.messages import AuditUser, FieldManager, Gap
 
 Action = Literal["added", "modified", "deleted"]
 PathToken = str | int
@@ -43,6 +44,10 @@ class ObjectChange:
     manager: FieldManager | None = None
     """The field manager responsible, when ``managedFields`` tells."""
     resource_version: str | None = None
+    user: AuditUser | None = None
+    """The user the audit stream names for the change, when known."""
+    gap: Gap | None = None
+    """Set when the change was observed after a gap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +57,9 @@ class CommitMessage:
     subject: str
     text: str
     """The whole message: subject, blank line, body, blank line, trailers."""
-    author: str | None
-    """The field manager that authors the commit, or ``None`` for the exporter itself."""
-    author_time: str | None
-    """RFC 3339 time of that manager's change, used as the author date."""
+    actor: Actor
+    """Who authors the commit, and how that is known."""
+    change_kind: ChangeKind
 
 
 def load_yaml(content: bytes) -> Any:
@@ -250,9 +254,19 @@ def build_subject(changes: Sequence[ObjectChange]) -> str:
 
 
 def build_message(
-    changes: Sequence[ObjectChange], *, max_objects: int = 500, max_fields: int = 20
+    changes: Sequence[ObjectChange],
+    *,
+    actor: Actor,
+    change_kind: ChangeKind = ChangeKind.UNKNOWN,
+    max_objects: int = 500,
+    max_fields: int = 20,
 ) -> CommitMessage:
-    """The commit message for a batch of effective changes (at least one)."""
+    """The commit message for one actor's effective changes (at least one).
+
+    Trailers: ``Attribution:`` (how the author is known), ``Change-Kind:``, the field managers
+    involved (most changes first, ties to who acted last), the newest resourceVersion, and
+    ``Observed-After-Gap:`` when actor and order are unknown.
+    """
     if not changes:
         raise ValueError("a commit message needs at least one change")
     ordered = sorted(changes, key=lambda c: c.key.path)
@@ -279,21 +293,21 @@ def build_message(
             newest[name] = max(newest.get(name, ""), c.manager.time)
     # most common first; ties go to the manager that acted last
     ranked = sorted(managers, key=lambda name: (-managers[name], _neg(newest[name]), name))
-    author = ranked[0] if ranked else None
 
-    trailers = [f"Field-Manager: {name}" for name in ranked]
+    trailers = [
+        f"Attribution: {actor.attribution.value}",
+        f"Change-Kind: {change_kind.value}",
+    ]
+    if actor.user is not None and actor.user.impersonated_by:
+        trailers.append(f"Impersonated-By: {actor.user.impersonated_by}")
+    trailers += [f"Field-Manager: {name}" for name in ranked]
     versions = [c.resource_version for c in ordered if c.resource_version]
     if versions:
         trailers.append(f"Resource-Version: {max(versions, key=_rv_order)}")
-    text = f"{subject}\n\n" + "\n".join(lines) + "\n"
-    if trailers:
-        text += "\n" + "\n".join(trailers) + "\n"
-    return CommitMessage(
-        subject=subject,
-        text=text,
-        author=author,
-        author_time=newest.get(author) if author else None,
-    )
+    if actor.gap is not None:
+        trailers.append(f"Observed-After-Gap: {actor.gap.value}")
+    text = f"{subject}\n\n" + "\n".join(lines) + "\n\n" + "\n".join(trailers) + "\n"
+    return CommitMessage(subject=subject, text=text, actor=actor, change_kind=change_kind)
 
 
 def _neg(time: str) -> tuple[int, ...]:

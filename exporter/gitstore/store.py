@@ -10,6 +10,7 @@ killed at any point leaves a valid repository whose branch tip is the last whole
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import os
@@ -26,6 +27,7 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 import pygit2
 import structlog
 
+from exporter.attribution import Actor, AuditSettings, Automation, ChangeKind, identify
 from exporter.gitstore.errors import (
     GitStoreError,
     NotLeading,
@@ -69,10 +71,15 @@ class CommitInfo:
     subject: str
     message: str
     author: str
-    """Name of the author: a field manager, or the exporter."""
+    """Name of the author: an audited user, a field manager, ``unknown`` or the exporter."""
     added: tuple[str, ...]
     modified: tuple[str, ...]
     deleted: tuple[str, ...]
+    actor: Actor | None = None
+    """Who the commit is authored by and how that is known (``None`` for replayed commits)."""
+    change_kind: ChangeKind = ChangeKind.UNKNOWN
+    changes: tuple[ObjectChange, ...] = ()
+    """The effective changes the commit records."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,10 +144,13 @@ class GitStore:
         path: str | os.PathLike[str],
         *,
         settings: GitSettings | None = None,
+        audit: AuditSettings | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings or GitSettings()
+        self._audit = audit or AuditSettings()
+        self._automation = Automation(self._audit.automation)
         self.path = Path(path)
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - retry jitter, not cryptography
@@ -301,92 +311,145 @@ class GitStore:
 
     # -- committing --------------------------------------------------------------------------
 
-    @_git_errors("commit")
     def commit(self, changes: Sequence[Change]) -> CommitInfo | None:
-        """Record ``changes`` as one commit; ``None`` (and no commit) when nothing changed.
+        """Record ``changes``; the last commit made, or ``None`` when nothing changed.
+
+        See :meth:`commit_batch`: a batch by several actors makes one commit per actor.
+        """
+        infos = self.commit_batch(changes)
+        return infos[-1] if infos else None
+
+    @_git_errors("commit")
+    def commit_batch(self, changes: Sequence[Change]) -> list[CommitInfo]:
+        """Record ``changes`` as one commit per actor, in the order of each actor's first change.
 
         Later changes to the same path win. An upsert whose content is already there and a
-        delete of an absent path change nothing.
+        delete of an absent path change nothing; no change, no commit. The branch moves once,
+        after the last of the batch's commits is written.
         """
         with self._lock:
             return self._commit(changes)
 
-    def _commit(self, changes: Sequence[Change]) -> CommitInfo | None:
-        latest: dict[str, Change] = {}
+    def _commit(self, changes: Sequence[Change]) -> list[CommitInfo]:
+        latest: dict[str, Change] = {}  # the last change per path, in order of first change
         for change in changes:
-            path = change.key.path
-            latest.pop(path, None)  # keep the last one, in its position
-            latest[path] = change
+            latest[change.key.path] = change
         tip = self._tip()
         tree = tip.tree if tip is not None else None
-        delta: TreeDelta = {}
-        described: list[ObjectChange] = []
-        actions: dict[str, list[str]] = {"added": [], "modified": [], "deleted": []}
+        effective: list[tuple[str, pygit2.Oid | None, ObjectChange]] = []
         new_blobs: dict[pygit2.Oid, bytes] = {}
         for path, change in latest.items():
             old = self._blob_at(tree, path)
             if isinstance(change, Delete):
                 if old is None:
                     continue
-                delta[path] = None
-                actions["deleted"].append(path)
-                described.append(
-                    ObjectChange(
-                        "deleted", change.key, change.kind, resource_version=change.resource_version
-                    )
+                described = ObjectChange(
+                    "deleted",
+                    change.key,
+                    change.kind,
+                    resource_version=change.resource_version,
+                    user=change.user,
+                    gap=change.gap,
                 )
+                effective.append((path, None, described))
                 continue
             new = pygit2.hash(change.content)
             if new == old:
                 continue
             new_blobs[new] = change.content
-            delta[path] = new
-            described.append(self._describe(change, old))
-            actions[described[-1].action].append(path)
-        if not delta:
-            return None
+            effective.append((path, new, self._describe(change, old)))
+        if not effective:
+            return []
         loose = self._write_blobs(new_blobs)
-        new_tree, written = apply_delta(self._repo, tree, delta)
-        if tree is not None and new_tree == tree.id:
-            return None
-        message = build_message(
-            described,
-            max_objects=self.settings.message_max_objects,
-            max_fields=self.settings.message_max_fields,
-        )
+        infos: list[CommitInfo] = []
         committer = self._exporter_signature()
-        author = self._author(message.author, message.author_time) or committer
-        oid = self._repo.create_commit(
-            None, author, committer, message.text, new_tree, [tip.id] if tip else []
-        )
+        for actor, group in self._by_actor(effective):
+            delta: TreeDelta = {path: oid for path, oid, _ in group}
+            new_tree, written = apply_delta(self._repo, tree, delta)
+            if tree is not None and new_tree == tree.id:
+                continue
+            recorded = [change for _, _, change in group]
+            message = build_message(
+                recorded,
+                actor=actor,
+                change_kind=self._automation.kind(actor),
+                max_objects=self.settings.message_max_objects,
+                max_fields=self.settings.message_max_fields,
+            )
+            author = self._author(actor) or committer
+            parents = [tip.id] if tip is not None else []
+            oid = self._repo.create_commit(None, author, committer, message.text, new_tree, parents)
+            self._loose += written + 1
+            infos.append(
+                CommitInfo(
+                    id=str(oid),
+                    parent=str(tip.id) if tip else None,
+                    subject=message.subject,
+                    message=message.text,
+                    author=author.name,
+                    added=tuple(c.key.path for c in recorded if c.action == "added"),
+                    modified=tuple(c.key.path for c in recorded if c.action == "modified"),
+                    deleted=tuple(c.key.path for c in recorded if c.action == "deleted"),
+                    actor=actor,
+                    change_kind=message.change_kind,
+                    changes=tuple(recorded),
+                )
+            )
+            tip = self._repo[oid].peel(pygit2.Commit)
+            tree = tip.tree
+        if not infos:
+            return []
+        assert tip is not None
         self._check_fence("commit")
-        self._repo.references.create(self._ref, oid, force=True)
-        self._loose += loose + written + 1
-        info = CommitInfo(
-            id=str(oid),
-            parent=str(tip.id) if tip else None,
-            subject=message.subject,
-            message=message.text,
-            author=author.name,
-            added=tuple(actions["added"]),
-            modified=tuple(actions["modified"]),
-            deleted=tuple(actions["deleted"]),
-        )
-        log.info(
-            "gitstore.committed",
-            commit=info.id[:12],
-            subject=info.subject,
-            author=info.author,
-            added=len(info.added),
-            modified=len(info.modified),
-            deleted=len(info.deleted),
-        )
+        self._repo.references.create(self._ref, tip.id, force=True)
+        self._loose += loose
+        for info in infos:
+            log.info(
+                "gitstore.committed",
+                commit=info.id[:12],
+                subject=info.subject,
+                author=info.author,
+                attribution=info.actor.attribution.value if info.actor else None,
+                added=len(info.added),
+                modified=len(info.modified),
+                deleted=len(info.deleted),
+            )
         packing = self.settings.pack
         if packing.automatic and (
             self._undeltified or self._loose > packing.loose_objects_threshold
         ):
             self.pack()
-        return info
+        return infos
+
+    def _by_actor(
+        self, effective: Sequence[tuple[str, pygit2.Oid | None, ObjectChange]]
+    ) -> list[tuple[Actor, list[tuple[str, pygit2.Oid | None, ObjectChange]]]]:
+        """Split effective changes into one group per actor, in order of first change."""
+        groups: dict[tuple[object, ...], list[tuple[str, pygit2.Oid | None, ObjectChange]]] = {}
+        actors: dict[tuple[object, ...], list[Actor]] = {}
+        exporter = (self.settings.author_name, self.settings.author_email)
+        for entry in effective:
+            change = entry[2]
+            actor = identify(
+                user=change.user,
+                manager=change.manager,
+                gap=change.gap,
+                settings=self._audit,
+                exporter=exporter,
+                manager_email_domain=self.settings.manager_email_domain,
+            )
+            groups.setdefault(actor.group, []).append(entry)
+            actors.setdefault(actor.group, []).append(actor)
+        out = []
+        for key, group in groups.items():
+            members = actors[key]
+            times = [a.time for a in members if a.time]
+            managers = sorted({m for a in members for m in a.managers})
+            actor = dataclasses.replace(
+                members[0], time=max(times) if times else None, managers=tuple(managers)
+            )
+            out.append((actor, group))
+        return out
 
     def _write_blobs(self, blobs: Mapping[pygit2.Oid, bytes]) -> int:
         """Write new blobs, as one pack when there are many; returns how many went loose."""
@@ -413,7 +476,14 @@ class GitStore:
         if old is None:
             creator = responsible_for_body(change.managers, change.body)
             return ObjectChange(
-                "added", change.key, change.kind, (), creator, change.resource_version
+                "added",
+                change.key,
+                change.kind,
+                (),
+                creator,
+                change.resource_version,
+                user=change.user,
+                gap=change.gap,
             )
         fields: tuple[str, ...] = ()
         manager: FieldManager | None = None
@@ -428,23 +498,30 @@ class GitStore:
             fields = tuple(format_path(p) for p in paths)
             manager = responsible_for_paths(change.managers, paths)
         return ObjectChange(
-            "modified", change.key, change.kind, fields, manager, change.resource_version
+            "modified",
+            change.key,
+            change.kind,
+            fields,
+            manager,
+            change.resource_version,
+            user=change.user,
+            gap=change.gap,
         )
 
     def _exporter_signature(self) -> pygit2.Signature:
         return pygit2.Signature(self.settings.author_name, self.settings.author_email)
 
-    def _author(self, manager: str | None, when: str | None) -> pygit2.Signature | None:
-        if manager is None:
+    def _author(self, actor: Actor) -> pygit2.Signature | None:
+        """The author signature of an actor; ``None`` for the exporter itself (a gap)."""
+        if actor.gap is not None:
             return None
-        email = f"{manager}@{self.settings.manager_email_domain}"
-        if when:
+        if actor.time:
             with contextlib.suppress(ValueError):
-                moment = datetime.fromisoformat(when)
+                moment = datetime.fromisoformat(actor.time)
                 offset = moment.utcoffset()
                 minutes = int(offset.total_seconds() // 60) if offset is not None else 0
-                return pygit2.Signature(manager, email, int(moment.timestamp()), minutes)
-        return pygit2.Signature(manager, email)
+                return pygit2.Signature(actor.name, actor.email, int(moment.timestamp()), minutes)
+        return pygit2.Signature(actor.name, actor.email)
 
     def _blob_at(self, tree: pygit2.Tree | None, path: str) -> pygit2.Oid | None:
         if tree is None:

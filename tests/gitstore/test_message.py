@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from exporter.attribution import Actor, Attribution, ChangeKind
 from exporter.gitstore.message import (
     ObjectChange,
     build_message,
@@ -17,6 +18,12 @@ from exporter.messages import FieldManager
 
 WEB = ObjectKey("apps", "deployments", "shop", "web")
 SCRIPTS = ObjectKey("", "configmaps", "shop", "scripts")
+EDITOR = Actor(
+    "kubectl-edit",
+    "kubectl-edit@field-manager.kube2git.invalid",
+    Attribution.FIELD_MANAGER,
+    time="2024-05-01T10:00:00Z",
+)
 
 APPLY = FieldManager(
     "kubectl-client-side-apply",
@@ -108,19 +115,37 @@ def test_message_for_a_kubectl_edit() -> None:
         EDIT,
         "12345",
     )
-    message = build_message([change, ObjectChange("added", SCRIPTS, "ConfigMap")])
+    message = build_message(
+        [change, ObjectChange("added", SCRIPTS, "ConfigMap", (), EDIT)],
+        actor=EDITOR,
+        change_kind=ChangeKind.MANUAL,
+    )
     assert message.subject == "shop: Deployment web modified, ConfigMap scripts added"
-    assert message.author == "kubectl-edit"
-    assert message.author_time == "2024-05-01T10:00:00Z"
+    assert message.actor == EDITOR
     assert message.text == (
         "shop: Deployment web modified, ConfigMap scripts added\n"
         "\n"
-        "added ConfigMap shop/scripts\n"
+        "added ConfigMap shop/scripts by kubectl-edit\n"
         "modified Deployment shop/web by kubectl-edit (resourceVersion 12345)\n"
         "  .spec.template.spec.containers[0].image\n"
         "\n"
+        "Attribution: field-manager\n"
+        "Change-Kind: manual\n"
         "Field-Manager: kubectl-edit\n"
         "Resource-Version: 12345\n"
+    )
+
+
+def test_a_deletion_without_audit_says_nobody_knows_who() -> None:
+    unknown = Actor("unknown", "unknown@kube2git.invalid", Attribution.NONE)
+    message = build_message([ObjectChange("deleted", SCRIPTS, "ConfigMap")], actor=unknown)
+    assert message.text == (
+        "shop: ConfigMap scripts deleted\n"
+        "\n"
+        "deleted ConfigMap shop/scripts\n"
+        "\n"
+        "Attribution: none\n"
+        "Change-Kind: unknown\n"
     )
 
 
@@ -139,15 +164,14 @@ def test_big_batches_get_a_count_subject_and_a_capped_body() -> None:
         )
         for i in range(12)
     ]
-    message = build_message(changes, max_objects=50)
+    message = build_message(changes, actor=EDITOR, max_objects=50)
     assert message.subject == "412 objects: 400 added, 12 modified in 37 namespaces"
     assert "… and 362 more objects" in message.text
     assert message.text.endswith(
-        "Field-Manager: kubectl-edit\n"
+        "Field-Manager: kubectl-edit\n"  # a tie, broken by who acted last
         "Field-Manager: kubectl-client-side-apply\n"
         "Resource-Version: 1011\n"
     )
-    assert message.author == "kubectl-edit"  # a tie, broken by who acted last
 
 
 def test_subject_across_namespaces_and_cluster_scope() -> None:

@@ -16,7 +16,7 @@ import yaml
 
 from exporter.gitstore import GitSettings, GitStore, PackSettings, RepositoryLocked
 from exporter.layout import ObjectKey
-from exporter.messages import Delete, FieldManager, Upsert
+from exporter.messages import Delete, FieldManager, Gap, Upsert, observed_after_gap
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGE: dict[str, Any] = {"f:image": {}}
@@ -162,6 +162,8 @@ def test_kubectl_edit_change_is_attributed_and_described(store: GitStore) -> Non
         "modified Deployment shop/web by kubectl-edit (resourceVersion 12345)\n"
         "  .spec.template.spec.containers[0].image\n"
         "\n"
+        "Attribution: field-manager\n"
+        "Change-Kind: manual\n"
         "Field-Manager: kubectl-edit\n"
         "Resource-Version: 12345\n\n"
     )
@@ -171,11 +173,55 @@ def test_kubectl_edit_change_is_attributed_and_described(store: GitStore) -> Non
     assert trailers.strip() == "Field-Manager: kubectl-edit"
 
 
-def test_unattributed_change_is_authored_by_the_exporter(store: GitStore) -> None:
+def test_unattributed_change_is_authored_by_unknown_never_a_guess(store: GitStore) -> None:
     store.commit([deployment("nginx:1")])
     info = store.commit([deployment("nginx:2")])
     assert info is not None
-    assert info.author == "kube2git"
+    assert info.author == "unknown"
+    author = git("--git-dir", str(store.path), "log", "-1", "--format=%an <%ae>", "kube2git")
+    assert author.strip() == "unknown <unknown@kube2git.invalid>"
+
+
+def trailers(store: GitStore, ref: str = "kube2git") -> dict[str, str]:
+    out = git("--git-dir", str(store.path), "log", "-1", "--format=%(trailers:unfold)", ref)
+    return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+
+
+def edited(name: str, value: str, manager: str, time: str) -> Upsert:
+    change = configmap("shop", name, {"key": value})
+    owner = FieldManager(manager, "Update", time, "", {"f:data": {"f:key": {}}})
+    return Upsert(change.key, change.kind, change.content, change.body, (owner,), "7")
+
+
+def test_a_batch_of_several_actors_becomes_one_commit_per_actor(store: GitStore) -> None:
+    store.commit(observed_after_gap([configmap("shop", n) for n in "abcd"], Gap.INITIAL_CAPTURE))
+    batch = [
+        edited("a", "1", "kubectl-edit", "2024-05-01T10:00:00Z"),
+        Delete(ObjectKey("", "configmaps", "shop", "b"), "ConfigMap"),
+        edited("c", "1", "helm", "2024-05-01T10:00:01Z"),
+        edited("d", "1", "kubectl-edit", "2024-05-01T10:00:02Z"),
+        edited("a", "2", "kubectl-edit", "2024-05-01T10:00:03Z"),  # latest state wins
+    ]
+    infos = store.commit_batch(batch)
+    log = git("--git-dir", str(store.path), "log", "--format=%an|%s", "kube2git").splitlines()
+    assert log == [
+        "helm|shop: ConfigMap c modified",
+        "unknown|shop: ConfigMap b deleted",
+        "kubectl-edit|shop: ConfigMap a modified, ConfigMap d modified",
+        "kube2git|shop: 4 objects: 4 added",
+    ]
+    assert [i.author for i in infos] == ["kubectl-edit", "unknown", "helm"]
+    assert trailers(store, "kube2git~2")["Change-Kind"] == "manual"
+    assert trailers(store, "kube2git~1") == {"Attribution": "none", "Change-Kind": "unknown"}
+    assert trailers(store)["Change-Kind"] == "automation"
+    assert trailers(store, "kube2git~3") == {
+        "Attribution": "none",
+        "Change-Kind": "unknown",
+        "Observed-After-Gap": "initial-capture",
+    }
+    assert yaml.safe_load(store.read("namespaces/shop/configmaps/a.yaml") or b"") == {
+        **configmap("shop", "a", {"key": "2"}).body
+    }
 
 
 def test_one_object_change_rewrites_only_the_trees_on_its_path(store: GitStore) -> None:

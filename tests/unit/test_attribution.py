@@ -1,38 +1,65 @@
-"""Who made a change: the field manager that owns the changed field most specifically."""
+"""Which actor a change is attributed to, and whether it counts as manual (pure rules)."""
 
 from __future__ import annotations
 
-from exporter.gitstore.message import responsible_for_paths
-from exporter.messages import FieldManager
+from exporter.attribution import (
+    Actor,
+    Attribution,
+    AuditSettings,
+    Automation,
+    ChangeKind,
+    identify,
+)
+from exporter.messages import AuditUser, FieldManager, Gap
+
+EXPORTER = ("kube2git", "kube2git@kube2git.invalid")
+EDIT = FieldManager("kubectl-edit", "Update", "2024-05-01T10:00:00Z", "", {})
+HELM = FieldManager("helm", "Update", "2024-05-01T10:00:00Z", "", {})
 
 
-def _manager(
-    name: str, time: str, fields: dict[str, object], subresource: str = ""
-) -> FieldManager:
-    return FieldManager(name, "Update", time, subresource, fields)
-
-
-def test_the_editor_of_a_key_wins_over_the_creator_of_the_map_in_the_same_second() -> None:
-    creator = _manager("kubectl-create", "2026-11-26T16:04:06Z", {"f:data": {}})
-    editor = _manager("kubectl-edit", "2026-11-26T16:04:06Z", {"f:data": {"f:mode": {}}})
-    for order in ([creator, editor], [editor, creator]):
-        assert responsible_for_paths(order, [("data", "mode")]) is editor
-
-
-def test_newest_time_breaks_ties_and_status_writers_never_author() -> None:
-    old = _manager("helm", "2026-01-01T00:00:00Z", {"f:spec": {"f:replicas": {}}})
-    new = _manager("kubectl-scale", "2026-02-01T00:00:00Z", {"f:spec": {"f:replicas": {}}})
-    status = _manager(
-        "kube-controller-manager", "2026-03-01T00:00:00Z", {"f:spec": {"f:replicas": {}}}, "status"
+def actor(
+    user: AuditUser | None = None, manager: FieldManager | None = None, gap: Gap | None = None
+) -> Actor:
+    return identify(
+        user=user,
+        manager=manager,
+        gap=gap,
+        settings=AuditSettings(),
+        exporter=EXPORTER,
+        manager_email_domain="field-manager.kube2git.invalid",
     )
-    assert responsible_for_paths([old, new, status], [("spec", "replicas")]) is new
 
 
-def test_list_items_match_any_index() -> None:
-    setter = _manager(
-        "kubectl-set",
-        "2026-01-01T00:00:00Z",
-        {"f:spec": {"f:containers": {'k:{"name":"web"}': {"f:image": {}}}}},
+def test_the_surest_source_wins() -> None:
+    alice = AuditUser("alice", ("devs",), time="2024-05-01T10:00:01Z")
+    assert actor(alice, EDIT).attribution is Attribution.AUDIT
+    assert (actor(alice, EDIT).name, actor(alice, EDIT).email) == (
+        "alice",
+        "alice@user.kube2git.invalid",
     )
-    assert responsible_for_paths([setter], [("spec", "containers", 0, "image")]) is setter
-    assert responsible_for_paths([setter], [("spec", "volumes", 0)]) is None
+    assert actor(None, EDIT).attribution is Attribution.FIELD_MANAGER
+    assert actor().name == "unknown"
+    assert actor().attribution is Attribution.NONE
+    after_gap = actor(alice, EDIT, Gap.RELIST)
+    assert (after_gap.name, after_gap.attribution) == ("kube2git", Attribution.NONE)
+
+
+def test_service_account_users_get_a_usable_email() -> None:
+    deployer = actor(AuditUser("system:serviceaccount:ci:deployer"))
+    assert deployer.email == "system:serviceaccount:ci:deployer@user.kube2git.invalid"
+    assert actor(AuditUser("Jane Doe <jd>")).email == "Jane-Doe--jd-@user.kube2git.invalid"
+
+
+def test_automation_is_matched_on_user_or_field_manager() -> None:
+    automation = Automation(AuditSettings().automation)
+    assert automation.kind(actor(None, EDIT)) is ChangeKind.MANUAL
+    assert automation.kind(actor(None, HELM)) is ChangeKind.AUTOMATION
+    flux = AuditUser("system:serviceaccount:flux-system:kustomize-controller")
+    assert automation.kind(actor(flux, EDIT)) is ChangeKind.AUTOMATION
+    assert automation.kind(actor(AuditUser("alice"), EDIT)) is ChangeKind.MANUAL
+    assert automation.kind(actor(AuditUser("alice"), HELM)) is ChangeKind.AUTOMATION
+    assert automation.kind(actor()) is ChangeKind.UNKNOWN
+    assert automation.kind(actor(None, EDIT, Gap.RESTART)) is ChangeKind.UNKNOWN
+    custom = Automation(["kubectl-*"])
+    assert custom.kind(actor(None, EDIT)) is ChangeKind.AUTOMATION
+    assert custom.kind(actor(None, HELM)) is ChangeKind.MANUAL

@@ -1,0 +1,175 @@
+"""Who made a change, and how sure the history is about it: one actor per commit, never a guess.
+
+Each effective change gets an :class:`Actor`, from the surest source there is:
+
+- ``audit``: the user the API server's audit stream names for that request;
+- ``field-manager``: the field manager that ``managedFields`` shows owning the changed fields;
+- ``none``: nobody can tell (a deletion carries no field manager), or the change was observed
+  after a gap (initial capture, restart, relist), when neither actor nor order is known.
+
+A batch becomes one commit per actor, so two actors never share a commit. Kept pure (no
+pygit2, no I/O) so the rules are unit-tested; the git store applies them.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from exporter.messages import AuditUser, FieldManager, Gap
+
+__all__ = ["Actor", "Attribution", "AuditSettings", "Automation", "ChangeKind", "Gap", "identify"]
+
+
+class Attribution(enum.Enum):
+    """How an actor was learned: the ``Attribution:`` trailer of every commit."""
+
+    AUDIT = "audit"
+    """A user named by the API server's audit stream for this very request."""
+    FIELD_MANAGER = "field-manager"
+    """The field manager owning the changed fields (a client-chosen name, not a person)."""
+    NONE = "none"
+    """Nobody can tell: a deletion without audit, or changes observed after a gap."""
+
+
+class ChangeKind(enum.Enum):
+    """The ``Change-Kind:`` trailer: whether a system of record made the change."""
+
+    MANUAL = "manual"
+    """The actor is not in ``audit.automation``: a person or an unlisted tool."""
+    AUTOMATION = "automation"
+    """The actor (user or field manager) matches ``audit.automation``."""
+    UNKNOWN = "unknown"
+    """The actor is unknown, or the change was observed after a gap."""
+
+
+DEFAULT_AUTOMATION: tuple[str, ...] = (
+    # Flux
+    "kustomize-controller",
+    "helm-controller",
+    "source-controller",
+    "image-automation-controller",
+    "image-reflector-controller",
+    "notification-controller",
+    "system:serviceaccount:flux-system:*",
+    # Argo CD
+    "argocd-controller",
+    "argocd-application-controller",
+    "argocd-server",
+    "system:serviceaccount:argocd:*",
+    # Helm, kube2git's own restore
+    "helm",
+    "kube2git-restore",
+    # Kubernetes' own components
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "system:kube-controller-manager",
+    "system:kube-scheduler",
+    "system:apiserver",
+    "system:node:*",
+    "system:serviceaccount:kube-system:*",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """Attribution of changes to actors, and which actors are automation."""
+
+    automation: tuple[str, ...] = DEFAULT_AUTOMATION
+    """Globs of field managers and users that are the system of record (Flux, Argo CD, Helm,
+    ``kube2git-restore``, Kubernetes' own controllers); every other actor's change is
+    manual: ``Change-Kind: manual``, counted in ``kube2git_manual_changes`` and logged as
+    ``change.manual``. Setting it replaces the defaults."""
+    unknown_name: str = "unknown"
+    """Author name of a change whose actor nobody can tell (a deletion without audit)."""
+    unknown_email: str = "unknown@kube2git.invalid"
+    """Author e-mail of a change whose actor nobody can tell."""
+    user_email_domain: str = "user.kube2git.invalid"
+    """An audited user ``u`` authors commits as ``u <u@domain>``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who one commit is authored by, and how that is known."""
+
+    name: str
+    email: str
+    attribution: Attribution
+    gap: Gap | None = None
+    time: str | None = None
+    """RFC 3339 time of the actor's change when known (the commit's author date)."""
+    user: AuditUser | None = None
+    managers: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def group(self) -> tuple[str, str, Attribution, Gap | None]:
+        """What makes two changes' actors the same (their commits must not be shared)."""
+        return (self.name, self.email, self.attribution, self.gap)
+
+
+class Automation:
+    """Matches actors against ``audit.automation`` globs (compiled once)."""
+
+    def __init__(self, globs: Iterable[str]) -> None:
+        patterns = [fnmatch.translate(glob) for glob in globs]
+        self._pattern = re.compile("|".join(patterns)) if patterns else None
+
+    def matches(self, name: str) -> bool:
+        return self._pattern is not None and self._pattern.match(name) is not None
+
+    def kind(self, actor: Actor) -> ChangeKind:
+        """Manual unless the user or a field manager of the change is automation."""
+        if actor.gap is not None or (actor.attribution is Attribution.NONE and not actor.managers):
+            return ChangeKind.UNKNOWN
+        names = [actor.name, *actor.managers]
+        if actor.user is not None and actor.user.impersonated_by:
+            names.append(actor.user.impersonated_by)
+        if any(self.matches(name) for name in names):
+            return ChangeKind.AUTOMATION
+        return ChangeKind.MANUAL
+
+
+def identify(
+    *,
+    user: AuditUser | None,
+    manager: FieldManager | None,
+    gap: Gap | None,
+    settings: AuditSettings,
+    exporter: tuple[str, str],
+    manager_email_domain: str,
+) -> Actor:
+    """The actor of one effective change, from the surest source available."""
+    managers = (manager.manager,) if manager is not None else ()
+    if gap is not None:
+        name, email = exporter
+        return Actor(name, email, Attribution.NONE, gap=gap, managers=managers)
+    if user is not None:
+        email = f"{_local_part(user.username)}@{settings.user_email_domain}"
+        return Actor(
+            user.username,
+            email,
+            Attribution.AUDIT,
+            time=user.time or None,
+            user=user,
+            managers=managers,
+        )
+    if manager is not None:
+        email = f"{_local_part(manager.manager)}@{manager_email_domain}"
+        return Actor(
+            manager.manager,
+            email,
+            Attribution.FIELD_MANAGER,
+            time=manager.time or None,
+            managers=managers,
+        )
+    return Actor(settings.unknown_name, settings.unknown_email, Attribution.NONE)
+
+
+def _local_part(name: str) -> str:
+    """A name as an e-mail local part: characters git would refuse or mangle become ``-``."""
+    return re.sub(r"[\s<>@,;\"]", "-", name) or "unknown"
