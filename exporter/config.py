@@ -25,7 +25,8 @@ import yaml
 from exporter.attribution import AuditSettings
 from exporter.gitstore.settings import GitSettings
 from filters import HpaIndex, Pipeline, build_pipeline
-from filters.policy import Policy
+from filters.policy import Policy, SecretMode
+from filters.secrets import MIN_FINGERPRINT_KEY
 
 T = TypeVar("T")
 
@@ -275,6 +276,14 @@ def make_pipeline(settings: Settings, *, hpa_index: HpaIndex) -> Pipeline:
             raise ConfigError(
                 f"{key_file}: cannot read fingerprint key: {error.strerror}"
             ) from None
+        if (
+            settings.filters.secrets.mode is SecretMode.FINGERPRINT
+            and len(key) < MIN_FINGERPRINT_KEY
+        ):
+            raise ConfigError(
+                f"{key_file}: the fingerprint key has {len(key)} bytes, "
+                f"at least {MIN_FINGERPRINT_KEY} bytes are needed"
+            )
     try:
         return build_pipeline(settings.filters, hpa_index=hpa_index, fingerprint_key=key)
     except ValueError as error:

@@ -8,7 +8,13 @@ from filters.autoscaling import DropHpaReplicas, HpaIndex
 from filters.base import Body, Filter, Skip
 from filters.owned import SkipControlled
 from filters.policy import Policy
-from filters.secrets import ConfigMapBinaryFingerprints, SecretValues, SkipSecretTypes
+from filters.secrets import (
+    ConfigMapBinaryFingerprints,
+    SecretValues,
+    SkipHelmReleases,
+    SkipSecretTypes,
+    treatment_for,
+)
 from filters.select import Select
 from filters.strip import DropAnnotations, DropFields, DropServiceClusterIP, IgnoreFields
 
@@ -43,9 +49,11 @@ def build_pipeline(
     steps: list[Filter] = [Select(policy.select)]
     if policy.skip_controlled:
         steps.append(SkipControlled(policy.keep_controlled_types))
+    if policy.secrets.skip_helm_releases:
+        steps.append(SkipHelmReleases())
     steps += [
         SkipSecretTypes(policy.secrets.skip_types),
-        SecretValues(policy.secrets.mode, fingerprint_key),
+        SecretValues(treatment_for(policy.secrets.mode, fingerprint_key)),
         DropFields(policy.drop_fields),
         DropAnnotations(policy.drop_annotations),
         IgnoreFields(policy.ignore_fields),

@@ -66,8 +66,13 @@ class SecretPolicy:
     """``redact``, ``fingerprint`` or ``skip``."""
     skip_types: tuple[str, ...] = ("kubernetes.io/service-account-token", "helm.sh/release.v1")
     """Secret ``type`` values never recorded (tokens, Helm release blobs)."""
+    skip_helm_releases: bool = True
+    """Skip Helm release records, in Secrets or ConfigMaps, of Helm 3 (named
+    ``sh.helm.release.v1.*``, labelled ``owner=helm``) and Helm 2 (labelled ``OWNER=TILLER``):
+    they hold the chart's values and rendered Secrets."""
     fingerprint_key_file: str = ""
-    """File holding the HMAC key for ``fingerprint`` mode (required in that mode)."""
+    """File holding the HMAC key for ``fingerprint`` mode (required in that mode; at least 16
+    bytes, surrounding whitespace ignored)."""
     configmap_binary_fingerprints: bool = True
     """Replace ConfigMap ``binaryData`` values by SHA-256 fingerprints."""
 

@@ -1,95 +1,300 @@
 """Keep Secret values and binary blobs out of Git history.
 
-By default a Secret keeps its keys with empty values and an annotation saying they were
-redacted; in fingerprint mode each value becomes a keyed HMAC, so a change shows without the
-value. Service-account tokens and Helm release Secrets are skipped. ConfigMap ``binaryData``
-becomes SHA-256 fingerprints, which keeps large blobs out of history.
+Secrets fail closed. :class:`SecretValues` first reduces a Secret to the shape the API
+defines (``data`` and ``stringData`` maps of strings; anything else there, or any other
+top-level field, is dropped), then drops every label and annotation that copies a value or
+the applied object (whatever the configured drop lists say), and only then hands the Secret
+to the mode's :class:`Treatment`, which replaces the values: ``redact`` empties them,
+``fingerprint`` puts a keyed HMAC bound to the Secret and key in their place. Helm releases
+(ConfigMap- or Secret-backed, Helm 3 or Helm 2) and service-account tokens are skipped.
+ConfigMap ``binaryData`` becomes SHA-256 fingerprints, which keeps large blobs out of history.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
 
-from filters.base import Body, Skip
+from filters.base import Body, Skip, glob, group_of
+from filters.copies import ValueCopies
 from filters.policy import SecretMode
 
 REDACTED_ANNOTATION = "kube2git.io/secret-values"
 """Set on every recorded Secret to say how its values were treated."""
 
-# Fingerprints contain ':', which base64 never does: a value that already is one is kept, so
-# normalizing normalized output changes nothing.
-_FINGERPRINT = re.compile(r"(?:sha256|hmac-sha256):[0-9a-f]+")
+MIN_FINGERPRINT_KEY = 16
+"""Bytes a fingerprint key needs at least: a shorter key lets values be guessed by search."""
+
+VALUE_FIELDS = ("data", "stringData")
+SECRET_FIELDS = frozenset({"apiVersion", "kind", "metadata", "type", "immutable", *VALUE_FIELDS})
+"""The top-level fields of a Secret; any other one is dropped."""
+
+APPLIED_COPY_ANNOTATIONS = (
+    "*last-applied*",  # kubectl, KubeVela (app.oam.dev/last-applied-configuration), ...
+    "kapp.k14s.io/original*",  # kapp: original, original-diff
+    "objectset.rio.cattle.io/applied*",  # Rancher and Fleet: gzip+base64 of the object
+)
+"""Annotations (globs) that carry a copy of an applied object: never kept on a Secret."""
+
+_APPLIED_COPY = re.compile("|".join(glob(p).pattern for p in APPLIED_COPY_ANNOTATIONS))
+_HELM3_NAME = "sh.helm.release."
+_FINGERPRINT = re.compile(r"hmac-sha256:[0-9a-f]{32}")
+_SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def is_secret(body: Body) -> bool:
+    """A core-group Secret, however its apiVersion or kind is spelled: doubt means Secret."""
+    return _is_core_kind(body, "secret")
+
+
+def _is_core_kind(body: Body, lower_kind: str) -> bool:
+    kind = body.get("kind")
+    return isinstance(kind, str) and kind.lower() == lower_kind and group_of(body) in ("", "core")
+
+
+def _mapping(parent: object, key: str) -> dict[str, Any]:
+    value = parent.get(key) if isinstance(parent, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
 class SkipSecretTypes:
-    """Skip Secrets whose ``type`` is one of the given ones (tokens, Helm releases)."""
+    """Skip Secrets whose ``type`` is one of the given ones (service-account tokens...)."""
 
     def __init__(self, types: Iterable[str]) -> None:
         self._types = frozenset(types)
         self._skip = Skip("secret type")
 
     def __call__(self, body: Body) -> Body | Skip:
-        if _is_secret(body) and body.get("type") in self._types:
+        kind = body.get("type")
+        if is_secret(body) and isinstance(kind, str) and kind in self._types:
             return self._skip
         return body
+
+
+class SkipHelmReleases:
+    """Skip Helm release records, which hold the chart's values and rendered Secrets.
+
+    Helm 3 names them ``sh.helm.release.v1.NAME.vN`` and labels them ``owner=helm``; Helm 2
+    (Tiller) labels them ``OWNER=TILLER``. Either storage counts: Secrets, or ConfigMaps
+    (``HELM_DRIVER=configmap``, Tiller's default).
+    """
+
+    def __init__(self) -> None:
+        self._skip = Skip("helm release")
+
+    def __call__(self, body: Body) -> Body | Skip:
+        if not (is_secret(body) or _is_core_kind(body, "configmap")):
+            return body
+        metadata = _mapping(body, "metadata")
+        labels = _mapping(metadata, "labels")
+        name = metadata.get("name")
+        if (
+            (isinstance(name, str) and name.startswith(_HELM3_NAME))
+            or labels.get("owner") == "helm"
+            or labels.get("OWNER") == "TILLER"
+        ):
+            return self._skip
+        return body
+
+
+class Treatment(Protocol):
+    """What a mode does to the values of a Secret that :class:`SecretValues` made safe.
+
+    It receives a Secret whose ``data`` and ``stringData`` (when present) are maps of strings
+    and whose metadata holds no copy of a value, and returns it with the values replaced.
+    """
+
+    @property
+    def mode(self) -> SecretMode:
+        """The mode, recorded in the :data:`REDACTED_ANNOTATION` annotation."""
+        ...
+
+    def __call__(self, secret: Body) -> Body: ...
+
+
+class Redact:
+    """Every value becomes an empty string; the keys stay."""
+
+    mode = SecretMode.REDACT
+
+    def __call__(self, secret: Body) -> Body:
+        for field in VALUE_FIELDS:
+            if field in secret:
+                secret[field] = dict.fromkeys(secret[field], "")
+        return secret
+
+
+class Fingerprint:
+    """Every value becomes ``hmac-sha256:<hex>``, keyed and bound to namespace/name/key.
+
+    The binding means equal values in different Secrets (or under different keys) get
+    different fingerprints, so Git does not show which Secrets share a password. The value
+    is taken decoded (``data`` is base64), so ``data`` and ``stringData`` agree.
+    """
+
+    mode = SecretMode.FINGERPRINT
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < MIN_FINGERPRINT_KEY:
+            raise ValueError(
+                f"the secret fingerprint key has {len(key)} bytes, "
+                f"at least {MIN_FINGERPRINT_KEY} are needed"
+            )
+        self._key = key
+
+    def __call__(self, secret: Body) -> Body:
+        metadata = _mapping(secret, "metadata")
+        owner = [metadata.get("namespace") or "", metadata.get("name") or ""]
+        ours = _mapping(metadata, "annotations").get(REDACTED_ANNOTATION) == self.mode.value
+        for field in VALUE_FIELDS:
+            if field in secret:
+                secret[field] = {
+                    key: value
+                    if ours and _FINGERPRINT.fullmatch(value)  # already our output
+                    else self._fingerprint(owner, key, _raw(field, value))
+                    for key, value in secret[field].items()
+                }
+        return secret
+
+    def _fingerprint(self, owner: list[str], key: str, value: bytes) -> str:
+        message = json.dumps([*owner, key]).encode() + b"\n" + value
+        return "hmac-sha256:" + hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+
+
+def treatment_for(mode: SecretMode, fingerprint_key: bytes = b"") -> Treatment | None:
+    """The treatment of ``mode``; ``None`` for ``skip`` (Secrets are not recorded)."""
+    if mode is SecretMode.SKIP:
+        return None
+    if mode is SecretMode.FINGERPRINT:
+        if not fingerprint_key:
+            raise ValueError("secret fingerprint mode needs a fingerprint key")
+        return Fingerprint(fingerprint_key)
+    return Redact()
 
 
 class SecretValues:
-    """Replace every Secret value (``data`` and ``stringData``) according to the mode."""
+    """Make a Secret safe (shape, metadata copies), then treat its values by the mode."""
 
-    def __init__(self, mode: SecretMode, fingerprint_key: bytes = b"") -> None:
-        if mode is SecretMode.FINGERPRINT and not fingerprint_key:
-            raise ValueError("secret fingerprint mode needs a fingerprint key")
-        self._mode = mode
-        self._key = fingerprint_key
+    def __init__(self, treatment: Treatment | None) -> None:
+        self._treatment = treatment
         self._skip = Skip("secret")
 
     def __call__(self, body: Body) -> Body | Skip:
-        if not _is_secret(body):
+        if not is_secret(body):
             return body
-        if self._mode is SecretMode.SKIP:
+        if self._treatment is None:
             return self._skip
-        for field in ("data", "stringData"):
-            values = body.get(field)
-            if isinstance(values, dict):
-                body[field] = {key: self._replace(key, value) for key, value in values.items()}
-        metadata = body.setdefault("metadata", {})
-        annotations = metadata.get("annotations")
-        if not isinstance(annotations, dict):
-            annotations = metadata["annotations"] = {}
-        annotations[REDACTED_ANNOTATION] = self._mode.value
+        copies = ValueCopies(_values_for_search(body))
+        _reduce_to_secret_shape(body)
+        _drop_copies(body["metadata"], copies)
+        body = self._treatment(body)
+        body["metadata"].setdefault("annotations", {})[REDACTED_ANNOTATION] = (
+            self._treatment.mode.value
+        )
         return body
 
-    def _replace(self, key: str, value: object) -> str:
-        if self._mode is SecretMode.REDACT:
-            return ""
-        if isinstance(value, str) and _FINGERPRINT.fullmatch(value):
-            return value
-        digest = hmac.new(self._key, f"{key}\0{value}".encode(), hashlib.sha256).hexdigest()
-        return f"hmac-sha256:{digest[:32]}"
+
+def _raw(field: str, value: str) -> bytes:
+    """The value itself: ``data`` is base64 (taken as written when it is not)."""
+    if field == "data":
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    return value.encode()
+
+
+def _values_for_search(body: Body) -> Iterator[bytes]:
+    """Every value, as written and decoded, including those of a wrong shape."""
+    for field in VALUE_FIELDS:
+        for text in _strings(body.get(field)):
+            yield text.encode()
+            yield _raw(field, text)
+
+
+def _strings(node: object) -> Iterator[str]:
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _strings(item)
+    elif isinstance(node, str):
+        yield node
+    elif node is not None:
+        yield json.dumps(node)
+
+
+def _reduce_to_secret_shape(body: Body) -> None:
+    """Drop what a Secret cannot hold: other fields, values that are not strings."""
+    for field in [field for field in body if field not in SECRET_FIELDS]:
+        del body[field]
+    if not isinstance(body.get("metadata"), dict):
+        body["metadata"] = {}
+    if not isinstance(body.get("type", ""), str):
+        del body["type"]
+    if not isinstance(body.get("immutable", False), bool):
+        del body["immutable"]
+    for field in VALUE_FIELDS:
+        values = body.get(field)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            del body[field]
+            continue
+        body[field] = {
+            key: value
+            for key, value in values.items()
+            if isinstance(key, str) and isinstance(value, str)
+        }
+
+
+def _drop_copies(metadata: dict[str, Any], copies: ValueCopies) -> None:
+    """Drop labels and annotations that copy the applied object or a value."""
+    for field in ("labels", "annotations"):
+        if field not in metadata:
+            continue
+        entries = metadata[field]
+        if not isinstance(entries, dict):
+            del metadata[field]
+            continue
+        for key in [key for key, value in entries.items() if _copies(key, value, copies)]:
+            del entries[key]
+        if not entries:
+            del metadata[field]
+
+
+def _copies(key: str, value: object, copies: ValueCopies) -> bool:
+    if not isinstance(value, str) or _APPLIED_COPY.match(key):
+        return True
+    return copies(key) or copies(value)
 
 
 class ConfigMapBinaryFingerprints:
-    """Replace ConfigMap ``binaryData`` values by ``sha256:<hex>`` of their base64 text."""
+    """Replace ConfigMap ``binaryData`` values by ``sha256:<hex>`` of their base64 text.
+
+    A ``binaryData`` that is not a map is dropped, never kept as it is.
+    """
 
     def __call__(self, body: Body) -> Body | Skip:
-        if body.get("kind") != "ConfigMap" or body.get("apiVersion") != "v1":
+        if not _is_core_kind(body, "configmap") or "binaryData" not in body:
             return body
-        binary = body.get("binaryData")
+        binary = body["binaryData"]
         if isinstance(binary, dict):
-            body["binaryData"] = {key: _sha256(value) for key, value in binary.items()}
+            body["binaryData"] = {str(key): _sha256(value) for key, value in binary.items()}
+        else:
+            del body["binaryData"]
         return body
 
 
 def _sha256(value: object) -> str:
-    text = str(value)
-    if _FINGERPRINT.fullmatch(text):
+    text = value if isinstance(value, str) else json.dumps(value)
+    if _SHA256.fullmatch(text):
         return text
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-
-
-def _is_secret(body: Body) -> bool:
-    return body.get("kind") == "Secret" and body.get("apiVersion") == "v1"

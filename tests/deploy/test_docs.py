@@ -60,4 +60,8 @@ def test_policy_examples_are_valid_configurations(tmp_path: Path) -> None:
         path = tmp_path / f"example-{number}.yaml"
         path.write_text(block)
         settings = load_settings(path)
-        build_pipeline(settings.filters, hpa_index=HpaIndex(), fingerprint_key=b"test key")
+        build_pipeline(
+            settings.filters,
+            hpa_index=HpaIndex(),
+            fingerprint_key=b"a test key of 32 bytes or so....",
+        )
