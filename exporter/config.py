@@ -194,7 +194,60 @@ def load_settings(path: str | os.PathLike[str] | None) -> Settings:
         raise ConfigError(f"{source}{where}: {problem}") from None
     if data is None:
         data = {}
-    return from_mapping(Settings, data, source=source)
+    settings = from_mapping(Settings, data, source=source)
+    filters = extend_default_lists(settings.filters, data.get("filters"), source=source)
+    return dataclasses.replace(settings, filters=filters)
+
+
+def default_lists(cls: type, prefix: str = "") -> dict[str, dataclasses.Field[Any]]:
+    """The drop lists below ``cls`` that a configured list extends, by dotted name."""
+    found: dict[str, dataclasses.Field[Any]] = {}
+    hints = typing.get_type_hints(cls)
+    for item in dataclasses.fields(cls):
+        hint = hints[item.name]
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+            found |= default_lists(hint, f"{prefix}{item.name}.")
+        elif item.metadata.get("extends_default"):
+            found[f"{prefix}{item.name}"] = item
+    return found
+
+
+def extend_default_lists(policy: Policy, given: object, *, source: str) -> Policy:
+    """``policy`` with each drop list the file set added to its default list.
+
+    ``filters.replace_defaults`` names the lists whose value replaces the default instead.
+    ``given`` is the file's ``filters`` mapping, already validated into ``policy``.
+    """
+    lists = default_lists(Policy)
+    replaced = set(policy.replace_defaults)
+    unknown = sorted(replaced - lists.keys())
+    if unknown:
+        raise ConfigError(
+            f"{source}: filters.replace_defaults: {unknown[0]!r} is not a list with defaults "
+            f"(one of: {', '.join(lists)})"
+        )
+    for dotted, item in lists.items():
+        if dotted in replaced or not _is_set(given, dotted):
+            continue
+        default = item.default
+        configured = _get(policy, dotted)
+        merged = tuple(dict.fromkeys((*default, *configured)))  # type: ignore[misc]
+        policy = override(policy, dotted, merged)
+    return policy
+
+
+def _is_set(data: object, dotted: str) -> bool:
+    for key in dotted.split("."):
+        if not isinstance(data, Mapping) or key not in data:
+            return False
+        data = data[key]
+    return True
+
+
+def _get(obj: object, dotted: str) -> Any:
+    for key in dotted.split("."):
+        obj = getattr(obj, key)
+    return obj
 
 
 def override(settings: T, dotted: str, value: object) -> T:

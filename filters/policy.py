@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from types import MappingProxyType
+
+EXTENDS_DEFAULT = MappingProxyType({"extends_default": True})
+"""Field metadata of a drop list: a list given in the configuration is added to the default
+list, unless ``filters.replace_defaults`` names it (the configuration loader does this)."""
 
 
 class SecretMode(Enum):
@@ -36,19 +41,24 @@ class SelectionPolicy:
 
     include_types: tuple[str, ...] = ()
     """Only these types (``[GROUP/]KIND`` globs); empty means every type."""
-    exclude_types: tuple[str, ...] = (
-        "Event",
-        "Lease",
-        "Endpoints",
-        "EndpointSlice",
-        "ControllerRevision",
+    exclude_types: tuple[str, ...] = field(
+        default=(
+            "Event",
+            "Lease",
+            "Endpoints",
+            "EndpointSlice",
+            "ControllerRevision",
+        ),
+        metadata=EXTENDS_DEFAULT,
     )
     """Types never recorded: high-churn, system-written types by default."""
     include_namespaces: tuple[str, ...] = ("*",)
     """Namespaces (globs) whose objects are recorded; cluster-scoped objects are not affected."""
-    exclude_namespaces: tuple[str, ...] = ()
+    exclude_namespaces: tuple[str, ...] = field(default=(), metadata=EXTENDS_DEFAULT)
     """Namespaces (globs) whose objects are not recorded."""
-    exclude_names: tuple[str, ...] = ("ConfigMap:kube-root-ca.crt",)
+    exclude_names: tuple[str, ...] = field(
+        default=("ConfigMap:kube-root-ca.crt",), metadata=EXTENDS_DEFAULT
+    )
     """Objects not recorded, as ``[TYPE:][NAMESPACE/]NAME`` globs (the default skips the CA
     bundle that a controller publishes into every namespace)."""
     label_selector: str = "!kube-aggregator.kubernetes.io/automanaged"
@@ -64,7 +74,10 @@ class SecretPolicy:
 
     mode: SecretMode = SecretMode.REDACT
     """``redact``, ``fingerprint`` or ``skip``."""
-    skip_types: tuple[str, ...] = ("kubernetes.io/service-account-token", "helm.sh/release.v1")
+    skip_types: tuple[str, ...] = field(
+        default=("kubernetes.io/service-account-token", "helm.sh/release.v1"),
+        metadata=EXTENDS_DEFAULT,
+    )
     """Secret ``type`` values never recorded (tokens, Helm release blobs)."""
     skip_helm_releases: bool = True
     """Skip Helm release records, in Secrets or ConfigMaps, of Helm 3 (named
@@ -88,49 +101,60 @@ class Policy:
     a restore would duplicate what the controller re-creates."""
     keep_controlled_types: tuple[str, ...] = ()
     """Types recorded even when controlled (``[GROUP/]KIND`` globs)."""
-    drop_fields: tuple[str, ...] = (
-        "/status",
-        "/metadata/managedFields",
-        "/metadata/resourceVersion",
-        "/metadata/uid",
-        "/metadata/generation",
-        "/metadata/creationTimestamp",
-        "/metadata/selfLink",
-        "/metadata/deletionTimestamp",
-        "/metadata/deletionGracePeriodSeconds",
+    drop_fields: tuple[str, ...] = field(
+        default=(
+            "/status",
+            "/metadata/managedFields",
+            "/metadata/resourceVersion",
+            "/metadata/uid",
+            "/metadata/generation",
+            "/metadata/creationTimestamp",
+            "/metadata/selfLink",
+            "/metadata/deletionTimestamp",
+            "/metadata/deletionGracePeriodSeconds",
+        ),
+        metadata=EXTENDS_DEFAULT,
     )
     """JSON pointers removed from every object: status and server bookkeeping."""
-    drop_annotations: tuple[str, ...] = (
-        "kubectl.kubernetes.io/last-applied-configuration",
-        "deployment.kubernetes.io/*",
-        "control-plane.alpha.kubernetes.io/leader",
-        "autoscaling.alpha.kubernetes.io/conditions",
-        "autoscaling.alpha.kubernetes.io/current-metrics",
-        "endpoints.kubernetes.io/last-change-trigger-time",
-        "deprecated.daemonset.template.generation",
-        "pv.kubernetes.io/*",
-        "volume.kubernetes.io/selected-node",
-        "volume.kubernetes.io/storage-provisioner",
-        "volume.beta.kubernetes.io/storage-provisioner",
-        "kubernetes.io/psp",
-        "batch.kubernetes.io/job-tracking",
+    drop_annotations: tuple[str, ...] = field(
+        default=(
+            "kubectl.kubernetes.io/last-applied-configuration",
+            "deployment.kubernetes.io/*",
+            "control-plane.alpha.kubernetes.io/leader",
+            "autoscaling.alpha.kubernetes.io/conditions",
+            "autoscaling.alpha.kubernetes.io/current-metrics",
+            "endpoints.kubernetes.io/last-change-trigger-time",
+            "deprecated.daemonset.template.generation",
+            "pv.kubernetes.io/*",
+            "volume.kubernetes.io/selected-node",
+            "volume.kubernetes.io/storage-provisioner",
+            "volume.beta.kubernetes.io/storage-provisioner",
+            "kubernetes.io/psp",
+            "batch.kubernetes.io/job-tracking",
+        ),
+        metadata=EXTENDS_DEFAULT,
     )
     """Annotations (globs) removed: server-written bookkeeping, and the last-applied
     configuration, which would leak Secret data."""
-    ignore_fields: tuple[FieldRule, ...] = (
-        FieldRule(("PersistentVolumeClaim",), ("/spec/volumeName",)),
-        FieldRule(("Pod",), ("/spec/nodeName",)),
-        FieldRule(("PersistentVolume",), ("/spec/claimRef/resourceVersion", "/spec/claimRef/uid")),
-        FieldRule(("Namespace",), ("/metadata/labels/kubernetes.io~1metadata.name",)),
-        FieldRule(
-            ("*",),
-            (
-                "/spec/template/metadata/creationTimestamp",
-                "/spec/jobTemplate/metadata/creationTimestamp",
-                "/spec/jobTemplate/spec/template/metadata/creationTimestamp",
-                "/spec/volumeClaimTemplates/*/metadata/creationTimestamp",
+    ignore_fields: tuple[FieldRule, ...] = field(
+        default=(
+            FieldRule(("PersistentVolumeClaim",), ("/spec/volumeName",)),
+            FieldRule(("Pod",), ("/spec/nodeName",)),
+            FieldRule(
+                ("PersistentVolume",), ("/spec/claimRef/resourceVersion", "/spec/claimRef/uid")
+            ),
+            FieldRule(("Namespace",), ("/metadata/labels/kubernetes.io~1metadata.name",)),
+            FieldRule(
+                ("*",),
+                (
+                    "/spec/template/metadata/creationTimestamp",
+                    "/spec/jobTemplate/metadata/creationTimestamp",
+                    "/spec/jobTemplate/spec/template/metadata/creationTimestamp",
+                    "/spec/volumeClaimTemplates/*/metadata/creationTimestamp",
+                ),
             ),
         ),
+        metadata=EXTENDS_DEFAULT,
     )
     """Fields removed per type: server-assigned values that a restore must not carry."""
     drop_service_cluster_ip: bool = True
@@ -140,3 +164,8 @@ class Policy:
     scaling never makes a commit."""
     secrets: SecretPolicy = field(default_factory=SecretPolicy)
     """Secrets and binary data."""
+    replace_defaults: tuple[str, ...] = ()
+    """Lists of this section, named as below ``filters`` (``drop_annotations``,
+    ``select.exclude_types``...), whose value in the file replaces the default list instead of
+    extending it. Copies of values and of the applied object are dropped from Secrets even
+    then."""

@@ -146,6 +146,11 @@ def section(cls: type, path: str, level: int, out: list[str]) -> None:
             out.append(f"- **`{field.name}`** (section, see [`{dotted}`](#{anchor})): {doc}")
             nested.append((hint, dotted))
             continue
+        if field.metadata.get("extends_default"):
+            doc += (
+                " A list given in the file is added to the default list, unless"
+                " `filters.replace_defaults` names this one."
+            )
         default = plain(default_of(field))
         line = f"- **`{field.name}`** ({type_name(hint)}"
         block: list[str] = []
