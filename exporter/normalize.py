@@ -8,34 +8,33 @@ Errors: :class:`InputError` (a user error naming the file and document: exit cod
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-import yaml
-
-from exporter.layout import ObjectKey, guess_resource, split_api_version
+from exporter.layout import (
+    ObjectKey,
+    dns1035_label_problem,
+    dns1123_label_problem,
+    dns1123_subdomain_problem,
+    guess_resource,
+    name_problem,
+    split_api_version,
+)
 from exporter.serializer import dump_bytes
+from exporter.untrusted import (
+    InputError,
+    display_name,
+    json_shaped,
+    load_json,
+    load_yaml,
+    read_text,
+)
 from filters import Body, HpaIndex, Pipeline, Skip
 
-_STDIN = "-"
-
-
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """A safe loader that reads timestamps as the strings the API server sent."""
-
-    yaml_implicit_resolvers = {  # noqa: RUF012 - PyYAML's class-level registry
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-
-
-class InputError(ValueError):
-    """An input file cannot be read, is malformed, or holds something that is not an object."""
+__all__ = ["InputError", "Source", "Summary", "normalize", "write_stream", "write_tree"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,38 +63,13 @@ class Summary:
         return f"{self.kept} objects kept, {skipped} skipped" + (f" ({reasons})" if reasons else "")
 
 
-def read_text(name: str) -> str:
-    """The text of a file (``-`` for standard input), or an :class:`InputError`."""
-    try:
-        raw = sys.stdin.buffer.read() if name == _STDIN else Path(name).read_bytes()
-    except OSError as error:
-        raise InputError(f"{name}: cannot read: {error.strerror or error}") from None
-    if b"\0" in raw:
-        raise InputError(f"{display_name(name)}: binary file, expected JSON or YAML")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise InputError(f"{display_name(name)}: not UTF-8 text (byte {error.start})") from None
-
-
 def parse_documents(name: str, text: str) -> Iterator[object]:
     """The documents of a JSON or YAML file, parsed lazily, as JSON-shaped values."""
-    stripped = text.lstrip()
-    if stripped.startswith(("{", "[")):
-        try:
-            yield orjson.loads(stripped)
-        except orjson.JSONDecodeError as error:
-            raise InputError(f"{name}: malformed JSON: {error}") from None
+    if text.lstrip().startswith(("{", "[")):
+        yield json_shaped(str(Source(name, 1)), load_json(name, text))
         return
-    try:
-        documents = yaml.load_all(text, Loader=_Loader)  # a safe loader
-        for number, document in enumerate(documents, start=1):
-            yield _json_shaped(Source(name, number), document)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise InputError(f"{name}:{where}: malformed YAML: {problem}") from None
+    for number, document in enumerate(load_yaml(name, text), start=1):
+        yield json_shaped(str(Source(name, number)), document)
 
 
 def objects_of(name: str, documents: Iterable[object]) -> Iterator[tuple[Source, Body]]:
@@ -121,33 +95,99 @@ def objects_of(name: str, documents: Iterable[object]) -> Iterator[tuple[Source,
 
 
 def _checked(source: Source, document: object) -> Body:
+    """Refuse what is not an object, or what no API server would accept in the fields that
+    kube2git reads: names become paths, so they follow Kubernetes' own naming rules."""
     if not isinstance(document, dict):
         raise InputError(f"{source}: expected an object, found {_describe(document)}")
-    if not isinstance(document.get("kind"), str) or not document["kind"]:
+    kind = document.get("kind")
+    if not isinstance(kind, str) or not kind:
         raise InputError(f"{source}: object has no kind")
-    if not isinstance(document.get("apiVersion"), str) or not document["apiVersion"]:
-        raise InputError(f"{source}: {document['kind']} has no apiVersion")
+    if dns1035_label_problem(kind.lower()):  # the rule for CRD kinds
+        problem = "must be letters, digits and '-', starting with a letter, at most 63"
+        _name_rule(source, "kind", kind, problem, "kind")
+    api_version = document.get("apiVersion")
+    if not isinstance(api_version, str) or not api_version:
+        raise InputError(f"{source}: {kind} has no apiVersion")
+    group, version = split_api_version(api_version)
+    if group:
+        _name_rule(source, "apiVersion", group, dns1123_subdomain_problem(group), "API group")
+    _name_rule(source, "apiVersion", version, dns1035_label_problem(version), "version")
+    folder = f"{guess_resource(kind)}.{group}"
+    if len(folder) > 253:
+        raise InputError(
+            f"{source}: apiVersion: group and kind make a type name ({folder}) "
+            "longer than 253 characters"
+        )
     metadata = document.get("metadata")
-    if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str):
-        raise InputError(f"{source}: {document['kind']} has no metadata.name")
-    if not metadata["name"]:
-        raise InputError(f"{source}: {document['kind']} has an empty metadata.name")
+    if not isinstance(metadata, dict) or "name" not in metadata:
+        raise InputError(f"{source}: {kind} has no metadata.name")
+    name = _string(source, "metadata.name", metadata["name"])
+    if not name:
+        raise InputError(f"{source}: {kind} has an empty metadata.name")
+    _name_rule(source, "metadata.name", name, name_problem(name), "name")
+    if metadata.get("namespace") is not None:
+        namespace = _string(source, "metadata.namespace", metadata["namespace"])
+        if not namespace:
+            raise InputError(f"{source}: metadata.namespace: must not be empty")
+        rule = dns1123_label_problem(namespace)
+        _name_rule(source, "metadata.namespace", namespace, rule, "namespace")
+    for dotted in ("metadata.labels", "metadata.annotations"):
+        _string_map(source, dotted, metadata.get(dotted.rpartition(".")[2]))
+    owners = metadata.get("ownerReferences")
+    if owners is not None:
+        for index, owner in enumerate(_list(source, "metadata.ownerReferences", owners)):
+            where = f"metadata.ownerReferences[{index}]"
+            controller = _map(source, where, owner).get("controller")
+            if controller is not None and not isinstance(controller, bool):
+                raise InputError(f"{source}: {where}.controller: must be true or false")
+    if HpaIndex.is_hpa(document):
+        spec = _map(source, "spec", document.get("spec") or {})
+        ref = _map(source, "spec.scaleTargetRef", spec.get("scaleTargetRef") or {})
+        for key in ("apiVersion", "kind", "name"):
+            if ref.get(key) is not None:
+                _string(source, f"spec.scaleTargetRef.{key}", ref[key])
     return document
 
 
-def _json_shaped(source: Source, document: object) -> object:
-    """YAML may carry what JSON cannot (binary, sets, non-string keys): refuse it."""
-    try:
-        return orjson.loads(orjson.dumps(document))
-    except TypeError as error:
-        raise InputError(f"{source}: not representable as JSON: {error}") from None
+def _name_rule(source: Source, where: str, value: str, problem: str | None, what: str) -> None:
+    if problem is not None:
+        raise InputError(f"{source}: {where}: {value!r} is not a valid {what}: {problem}")
+
+
+def _string(source: Source, where: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"{source}: {where}: must be a string, found {_describe(value)}")
+    return value
+
+
+def _map(source: Source, where: str, value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InputError(f"{source}: {where}: must be a map, found {_describe(value)}")
+    return value
+
+
+def _list(source: Source, where: str, value: object) -> list[Any]:
+    if not isinstance(value, list):
+        raise InputError(f"{source}: {where}: must be a list, found {_describe(value)}")
+    return value
+
+
+def _string_map(source: Source, where: str, value: object) -> None:
+    if value is None:
+        return
+    for key, item in _map(source, where, value).items():
+        _string(source, f"{where}.{key}", item)
 
 
 def _describe(value: object) -> str:
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, dict):
+        return "a map"
     if isinstance(value, str):
         return "a string"
+    if isinstance(value, bool) or value is None:
+        return "true or false" if value is not None else "null"
     return "a number" if isinstance(value, int | float) else type(value).__name__
 
 
@@ -158,10 +198,6 @@ def key_of(body: Mapping[str, Any]) -> ObjectKey:
     return ObjectKey(
         group, guess_resource(body["kind"]), metadata.get("namespace"), metadata["name"]
     )
-
-
-def display_name(name: str) -> str:
-    return "<stdin>" if name == _STDIN else name
 
 
 def normalize(
@@ -204,8 +240,22 @@ def write_stream(results: Mapping[ObjectKey, bytes], out: Any) -> None:
 
 
 def write_tree(results: Mapping[ObjectKey, bytes], root: Path) -> None:
-    """Write one file per object in the repository layout below ``root``."""
-    for key, content in results.items():
+    """Write one file per object in the repository layout below ``root``, and nowhere else.
+
+    Keys are checked on input (:func:`objects_of`); the resolved path is checked here too, so
+    a symbolic link planted below ``root`` cannot carry a write outside it.
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        real_root = root.resolve(strict=True)
+    except OSError as error:
+        raise InputError(f"{root}: cannot write: {error.strerror or error}") from None
+    for key, content in sorted(results.items()):
         target = root / key.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
+        try:
+            if not target.resolve().is_relative_to(real_root):
+                raise InputError(f"{target}: resolves outside {root}, not written")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        except OSError as error:
+            raise InputError(f"{target}: cannot write: {error.strerror or error}") from None

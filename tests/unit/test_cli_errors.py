@@ -33,7 +33,7 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
         (b"\x89PNG\r\n\x1a\n\x00\x00", "bad.yaml: binary file"),
         (b"\xff\xfe bad", "bad.yaml: not UTF-8 text"),
         (b"kind: List\napiVersion: v1\nitems: 3\n", "a List without an items list"),
-        (b"kind: ConfigMap\napiVersion: v1\nmetadata: {name: a}\ndata: !!binary aGk=\n", "not representable as JSON"),
+        (b"kind: ConfigMap\napiVersion: v1\nmetadata: {name: a}\ndata: !!binary aGk=\n", "bad.yaml: document 1: data: binary data is not JSON"),
     ],
 )  # fmt: skip
 def test_malformed_input_is_one_line_and_exit_2(

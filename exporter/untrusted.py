@@ -1,0 +1,197 @@
+"""Reading JSON and YAML that anyone may have written, within stated limits.
+
+Object dumps (``kube2git normalize``) and configuration files go through here. Limits, each
+refused with one line naming the file, the document and where, before any work is done:
+
+- :data:`MAX_INPUT_BYTES` per file;
+- :data:`MAX_DEPTH` levels of nesting (deeper YAML would crash the C parser's composer);
+- YAML aliases may add at most :data:`MAX_ALIAS_NODES` nodes beyond those written out (an
+  alias bomb, "billion laughs", is refused while its events are counted, never expanded);
+- only what JSON can hold: string keys, finite numbers, integers within 64 bits (what the
+  API server stores), no binary, sets or timestamps.
+
+Errors: :class:`InputError` (a user error naming the file and document: exit code 2).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+MAX_INPUT_BYTES = 1 << 30
+"""One input file (or standard input) may hold at most 1 GiB."""
+MAX_DEPTH = 100
+"""Maps and lists nested deeper than this in one document are refused (Kubernetes objects,
+CRD schemas included, stay far below)."""
+MAX_ALIAS_NODES = 100_000
+"""YAML aliases (``*name``) may add at most this many nodes beyond those written out."""
+
+STDIN = "-"
+_INT64 = range(-(1 << 63), 1 << 63)
+
+
+class InputError(ValueError):
+    """An input file cannot be read, is malformed, or holds something that is not an object."""
+
+
+class SafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """A safe loader that reads timestamps as the strings the API server sent."""
+
+    yaml_implicit_resolvers = {  # noqa: RUF012 - PyYAML's class-level registry
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
+def display_name(name: str) -> str:
+    return "<stdin>" if name == STDIN else name
+
+
+def read_text(name: str) -> str:
+    """The text of a file (``-`` for standard input), or an :class:`InputError`."""
+    try:
+        if name == STDIN:
+            raw = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        else:
+            with Path(name).open("rb") as file:
+                raw = file.read(MAX_INPUT_BYTES + 1)
+    except OSError as error:
+        raise InputError(f"{name}: cannot read: {error.strerror or error}") from None
+    shown = display_name(name)
+    if len(raw) > MAX_INPUT_BYTES:
+        raise InputError(f"{shown}: larger than {MAX_INPUT_BYTES >> 20} MiB")
+    if b"\0" in raw:
+        raise InputError(f"{shown}: binary file, expected JSON or YAML")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InputError(f"{shown}: not UTF-8 text (byte {error.start})") from None
+
+
+def load_json(name: str, text: str) -> object:
+    """One JSON document, with exact integers (checked later by :func:`json_shaped`)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(f"{name}: malformed JSON: {error}") from None
+    except RecursionError:
+        raise InputError(f"{name}: nested deeper than {MAX_DEPTH} levels") from None
+
+
+def load_yaml(name: str, text: str) -> Iterator[object]:
+    """The documents of a YAML stream, each checked by :func:`_scan` before it is built."""
+    _scan(name, text)
+    try:
+        yield from yaml.load_all(text, Loader=SafeLoader)  # a safe loader
+    except yaml.YAMLError as error:
+        raise InputError(f"{name}:{_line(error)}: malformed YAML: {_problem(error)}") from None
+
+
+def _at(event: yaml.Event) -> str:
+    mark = event.start_mark
+    return f": line {mark.line + 1}" if mark is not None else ""
+
+
+def _line(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    return f" line {mark.line + 1}" if mark is not None else ""
+
+
+def _problem(error: yaml.YAMLError) -> str:
+    return str(getattr(error, "problem", None) or error)
+
+
+def _scan(name: str, text: str) -> None:
+    """Walk the event stream (cheap, flat) and refuse deep nesting and alias bombs.
+
+    Each anchor's expanded size is counted; an alias adds that size without expanding it.
+    """
+    document = 0
+    anchors: list[str | None] = []  # of the open collections, outermost first
+    expanded: list[int] = []  # their sizes so far
+    sizes: dict[str, int] = {}
+    written = added = 0
+    try:
+        for event in yaml.parse(text, Loader=SafeLoader):
+            size = 0
+            if isinstance(event, yaml.DocumentStartEvent):
+                document += 1
+                sizes.clear()
+                written = added = 0
+            elif isinstance(event, yaml.CollectionStartEvent):
+                written += 1
+                anchors.append(event.anchor)
+                expanded.append(1)
+                if len(anchors) > MAX_DEPTH:
+                    where = f"{name}: document {document}{_at(event)}"
+                    raise InputError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                anchor, size = anchors.pop(), expanded.pop()
+                if anchor is not None:
+                    sizes[anchor] = size
+            elif isinstance(event, yaml.ScalarEvent):
+                written += 1
+                size = 1
+                if event.anchor:
+                    sizes[event.anchor] = 1
+            elif isinstance(event, yaml.AliasEvent):
+                size = sizes.get(event.anchor or "", 1)
+                where = f"{name}: document {document}{_at(event)}"
+                if event.anchor in anchors:
+                    raise InputError(f"{where}: alias *{event.anchor} is inside its own anchor")
+                added += size
+                if added > MAX_ALIAS_NODES + written:
+                    raise InputError(
+                        f"{where}: YAML aliases expand to more than {MAX_ALIAS_NODES:,} nodes "
+                        "beyond those written out"
+                    )
+            if size and expanded:
+                expanded[-1] += size
+    except yaml.YAMLError as error:
+        raise InputError(f"{name}:{_line(error)}: malformed YAML: {_problem(error)}") from None
+
+
+def json_shaped(where: str, value: object) -> object:
+    """A fresh copy of ``value`` if JSON can hold it exactly, else an :class:`InputError`
+    naming the field (``spec.containers[0].ports``). Copying also unshares YAML aliases, so
+    that a filter's change to one object never reaches another."""
+    return _copy(where, value, ())
+
+
+def _field(path: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "the document"
+
+
+def _copy(where: str, value: object, path: tuple[str | int, ...]) -> object:
+    if isinstance(value, str | bool) or value is None:
+        return value
+    if isinstance(value, int):
+        if value not in _INT64:
+            raise InputError(f"{where}: {_field(path)}: integer beyond the 64-bit range")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InputError(f"{where}: {_field(path)}: not a finite number ({value})")
+        return value
+    if len(path) > MAX_DEPTH:
+        raise InputError(f"{where}: {_field(path)}: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        copy: dict[str, object] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InputError(f"{where}: {_field(path)}: key {key!r} is not a string")
+            copy[key] = _copy(where, item, (*path, key))
+        return copy
+    if isinstance(value, list):
+        return [_copy(where, item, (*path, index)) for index, item in enumerate(value)]
+    if isinstance(value, bytes):
+        raise InputError(f"{where}: {_field(path)}: binary data is not JSON")
+    raise InputError(f"{where}: {_field(path)}: a {type(value).__name__} is not JSON")
