@@ -19,7 +19,7 @@ from typing import NoReturn
 from exporter import __version__
 from exporter.cluster import ApiResource, Cluster, ClusterError, KubeconfigError, Unauthorized
 from exporter.config import ConfigError, Settings, load_settings, make_pipeline, override
-from exporter.gitstore import GitStore, GitStoreError
+from exporter.gitstore import GitStore, GitStoreError, SigningKeyError
 from exporter.logs import configure_logging
 from exporter.messages import Change, capture_gap, observed_after_gap
 from exporter.normalize import InputError, normalize, write_stream, write_tree
@@ -286,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log)
         handler: Handler = args.handler
         return handler(args, settings)
-    except (ConfigError, InputError, UserError, KubeconfigError) as error:
+    except (ConfigError, InputError, UserError, KubeconfigError, SigningKeyError) as error:
         print(f"kube2git: error: {error}", file=sys.stderr)  # noqa: T201
         return EXIT_USAGE
     except Unauthorized as error:

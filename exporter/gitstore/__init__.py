@@ -20,12 +20,14 @@ from exporter.gitstore.errors import (
     RemoteTimeout,
     RemoteUnreachable,
     RepositoryLocked,
+    SigningKeyError,
 )
 from exporter.gitstore.settings import (
     GitSettings,
     HttpsSettings,
     PackSettings,
     RemoteSettings,
+    SigningSettings,
     SshSettings,
 )
 
@@ -50,6 +52,8 @@ __all__ = [
     "RemoteTimeout",
     "RemoteUnreachable",
     "RepositoryLocked",
+    "SigningKeyError",
+    "SigningSettings",
     "SshSettings",
 ]
 

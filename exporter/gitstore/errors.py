@@ -12,6 +12,8 @@
         ├── AuthenticationFailed   the remote refused our credentials: not retried
         ├── HostKeyUnknown         the SSH host key is not in known_hosts (or changed): not retried
         └── PushRejected           the remote refused the update even after fetch and replay
+
+    SigningKeyError (ValueError)   git.signing.key_file cannot be used: a user error (exit 2)
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from __future__ import annotations
 
 class GitStoreError(Exception):
     """Base of every error the git store raises."""
+
+
+class SigningKeyError(ValueError):
+    """The signing key file is missing, unreadable, encrypted or not an ed25519 key."""
 
 
 class RepositoryLocked(GitStoreError):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pygit2
 import structlog
 
+from exporter.gitstore.signing import SshSigner, create_commit
 from exporter.gitstore.trees import apply_delta, tree_delta
 
 log = structlog.get_logger()
@@ -52,6 +53,7 @@ def replay(
     remote: pygit2.Commit,
     known: pygit2.Commit | None,
     committer: pygit2.Signature,
+    signer: SshSigner | None = None,
 ) -> ReplayOutcome:
     """Move ``ref`` (at ``local``) onto ``remote``, rebuilding our commits after ``known``."""
     rewritten = is_rewritten(repo, known, remote)
@@ -75,8 +77,14 @@ def replay(
         new_tree, _ = apply_delta(repo, new_tip.tree, delta)
         if new_tree == new_tip.tree.id:
             continue
-        oid = repo.create_commit(
-            None, commit.author, committer, commit.message, new_tree, [new_tip.id]
+        oid = create_commit(
+            repo,
+            signer,
+            author=commit.author,
+            committer=committer,
+            message=commit.message,
+            tree=new_tree,
+            parents=[new_tip.id],
         )
         new_tip = repo[oid].peel(pygit2.Commit)
         replayed += 1

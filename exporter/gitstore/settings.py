@@ -91,6 +91,16 @@ class PackSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SigningSettings:
+    """SSH signatures on every commit, so the history is tamper-evident (docs/audit.md)."""
+
+    key_file: str = ""
+    """Path of an unencrypted OpenSSH ed25519 private key; every commit (replays included)
+    is signed as ``git -c gpg.format=ssh`` does, so ``git verify-commit`` with an allowed
+    signers file accepts it. ``""``: commits are not signed."""
+
+
+@dataclass(frozen=True, slots=True)
 class GitSettings:
     """The git store: repository, branch, identities, commit messages, packing and push."""
 
@@ -114,3 +124,5 @@ class GitSettings:
     """Packing of loose objects."""
     remote: RemoteSettings = field(default_factory=RemoteSettings)
     """The remote the branch is pushed to."""
+    signing: SigningSettings = field(default_factory=SigningSettings)
+    """SSH signing of commits."""

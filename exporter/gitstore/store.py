@@ -46,6 +46,7 @@ from exporter.gitstore.message import (
 )
 from exporter.gitstore.replay import replay
 from exporter.gitstore.settings import GitSettings
+from exporter.gitstore.signing import SshSigner, create_commit
 from exporter.gitstore.transport import (
     GitTransport,
     PushOutcome,
@@ -151,6 +152,8 @@ class GitStore:
         self.settings = settings or GitSettings()
         self._audit = audit or AuditSettings()
         self._automation = Automation(self._audit.automation)
+        key_file = self.settings.signing.key_file
+        self._signer = SshSigner.from_file(key_file) if key_file else None
         self.path = Path(path)
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - retry jitter, not cryptography
@@ -378,7 +381,15 @@ class GitStore:
             )
             author = self._author(actor) or committer
             parents = [tip.id] if tip is not None else []
-            oid = self._repo.create_commit(None, author, committer, message.text, new_tree, parents)
+            oid = create_commit(
+                self._repo,
+                self._signer,
+                author=author,
+                committer=committer,
+                message=message.text,
+                tree=new_tree,
+                parents=parents,
+            )
             self._loose += written + 1
             infos.append(
                 CommitInfo(
@@ -673,6 +684,7 @@ class GitStore:
                             remote=fetched,
                             known=tracked,
                             committer=self._exporter_signature(),
+                            signer=self._signer,
                         )
                     replayed += moved.replayed
                     conflicts += moved.conflicts
