@@ -1,7 +1,8 @@
 """The ``kube2git`` command line: parses flags, loads settings, wires the stages.
 
 Exit codes: 0 success; 2 user error (bad flag, bad config, unreadable or malformed input),
-with one line on stderr naming what is wrong; 1 runtime failure.
+with one line on stderr naming what is wrong; 1 runtime failure. ``diff``: 0 no drift, 1 drift,
+3 could not read everything.
 """
 
 from __future__ import annotations
@@ -13,17 +14,34 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
 from exporter import __version__
 from exporter.cluster import ApiResource, Cluster, ClusterError, KubeconfigError, Unauthorized
 from exporter.config import ConfigError, Settings, load_settings, make_pipeline, override
-from exporter.gitstore import GitStore, GitStoreError, SigningKeyError
+from exporter.diff import (
+    EXIT_INCOMPLETE,
+    DiffResult,
+    diff_live,
+    diff_points,
+    render_json,
+    render_text,
+)
+from exporter.gitstore import (
+    BranchReader,
+    GitStore,
+    GitStoreError,
+    PointNotFound,
+    SigningKeyError,
+    TreeAt,
+)
 from exporter.logs import configure_logging
 from exporter.messages import Change, capture_gap, observed_after_gap
 from exporter.normalize import InputError, normalize, write_stream, write_tree
 from exporter.runner import Exporter
+from exporter.scope import Scope
 from exporter.sync import FullSync, SyncReport
 from filters import HpaIndex
 
@@ -155,7 +173,67 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config(run)
     run.set_defaults(handler=_run)
+
+    diff = commands.add_parser(
+        "diff",
+        help="drift: the live cluster against the backup, or two points of the backup",
+        description=(
+            "Compare the live cluster, normalized by the same policy and configuration as a "
+            "snapshot, with the backup branch (or --ref, or the last commit at or before "
+            "--at); or, given REF1 REF2, two points of the backup. Prints each added, removed "
+            "or changed object with a unified YAML diff, then a summary. Exit codes: 0 no "
+            "drift, 1 drift, 2 user error, 3 could not read everything."
+        ),
+    )
+    diff.add_argument("refs", nargs="*", metavar="REF", help="REF1 REF2: compare two points")
+    _add_setting_flags(diff, "--repo", "--branch", "--kubeconfig", "--context")
+    _add_config(diff)
+    _add_point_flags(diff)
+    _add_scope_flags(diff)
+    diff.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default=_env_default("--output") or "text",
+        help="text (coloured on a terminal) or json; env KUBE2GIT_OUTPUT",
+    )
+    diff.set_defaults(handler=_diff)
     return parser
+
+
+def _add_point_flags(parser: argparse.ArgumentParser) -> None:
+    point = parser.add_mutually_exclusive_group()
+    point.add_argument(
+        "--ref",
+        default=_env_default("--ref"),
+        help="a commit, tag or branch of the backup (default: the backup branch); env KUBE2GIT_REF",
+    )
+    point.add_argument(
+        "--at",
+        metavar="TIME",
+        default=_env_default("--at"),
+        help=(
+            "the backup branch's last commit at or before TIME (ISO 8601, e.g. "
+            "2026-05-04T10:30:00Z; no zone means UTC); env KUBE2GIT_AT"
+        ),
+    )
+
+
+def _add_scope_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="only objects in this namespace (glob; repeatable), and the Namespace itself",
+    )
+    parser.add_argument(
+        "--type",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only this type: resource or resource.group as kubectl spells it (glob; repeatable)",
+    )
 
 
 def _normalize(args: argparse.Namespace, settings: Settings) -> int:
@@ -266,6 +344,64 @@ def _run(_args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _parse_time(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        example = "2026-05-04T10:30:00Z"
+        raise UserError(f"--at {text!r}: not an ISO 8601 time (e.g. {example})") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _point(reader: BranchReader, args: argparse.Namespace) -> TreeAt:
+    """The backup's tree at --ref, at --at, or at the branch tip."""
+    if args.at:
+        return reader.at_time(_parse_time(args.at))
+    return reader.at_ref(args.ref)
+
+
+def _diff(args: argparse.Namespace, settings: Settings) -> int:
+    repo = _require_repo(settings)
+    scope = Scope(tuple(args.namespace), tuple(args.type))
+    if args.refs and (len(args.refs) != 2 or args.ref or args.at):
+        raise UserError("diff takes two points (REF1 REF2), or --ref/--at against the cluster")
+    with BranchReader(repo, branch=settings.git.branch) as reader:
+        if args.refs:
+            result = diff_points(
+                reader, reader.at_ref(args.refs[0]), reader.at_ref(args.refs[1]), scope=scope
+            )
+        else:
+            point = _point(reader, args)
+            hpa_index = HpaIndex()
+            pipeline = make_pipeline(settings, hpa_index=hpa_index)
+
+            async def compare() -> DiffResult:
+                async with await Cluster.connect(settings.cluster) as cluster:
+                    return await diff_live(
+                        cluster,
+                        reader,
+                        point,
+                        settings=settings,
+                        pipeline=pipeline,
+                        hpa_index=hpa_index,
+                        scope=scope,
+                    )
+
+            try:
+                result = asyncio.run(compare())
+            except (KubeconfigError, Unauthorized):
+                raise
+            except ClusterError as error:
+                print(f"kube2git: error: {error}", file=sys.stderr)  # noqa: T201
+                return EXIT_INCOMPLETE
+    if args.output == "json":
+        print(render_json(result))  # noqa: T201
+    else:
+        colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        render_text(result, sys.stdout, colour=colour)
+    return result.exit_code()
+
+
 def _first_leaf(group: BaseExceptionGroup[Exception]) -> Exception:
     """The first real error of a task group's failure, to report as one line."""
     first: BaseException = group
@@ -286,7 +422,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log)
         handler: Handler = args.handler
         return handler(args, settings)
-    except (ConfigError, InputError, UserError, KubeconfigError, SigningKeyError) as error:
+    except (
+        ConfigError,
+        InputError,
+        UserError,
+        KubeconfigError,
+        SigningKeyError,
+        PointNotFound,
+    ) as error:
         print(f"kube2git: error: {error}", file=sys.stderr)  # noqa: T201
         return EXIT_USAGE
     except Unauthorized as error:

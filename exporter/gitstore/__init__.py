@@ -15,6 +15,7 @@ from exporter.gitstore.errors import (
     GitStoreError,
     HostKeyUnknown,
     NotLeading,
+    PointNotFound,
     PushRejected,
     RemoteError,
     RemoteTimeout,
@@ -32,10 +33,12 @@ from exporter.gitstore.settings import (
 )
 
 if TYPE_CHECKING:
+    from exporter.gitstore.reader import BranchReader, TreeAt
     from exporter.gitstore.store import CommitInfo, GitStore, PushResult
 
 __all__ = [
     "AuthenticationFailed",
+    "BranchReader",
     "CommitInfo",
     "CredentialsUnavailable",
     "GitSettings",
@@ -45,6 +48,7 @@ __all__ = [
     "HttpsSettings",
     "NotLeading",
     "PackSettings",
+    "PointNotFound",
     "PushRejected",
     "PushResult",
     "RemoteError",
@@ -55,9 +59,11 @@ __all__ = [
     "SigningKeyError",
     "SigningSettings",
     "SshSettings",
+    "TreeAt",
 ]
 
 _LAZY = frozenset({"CommitInfo", "GitStore", "PushResult"})
+_LAZY_READER = frozenset({"BranchReader", "TreeAt"})
 
 
 def __getattr__(name: str) -> Any:
@@ -66,4 +72,8 @@ def __getattr__(name: str) -> Any:
         from exporter.gitstore import store  # noqa: PLC0415 - lazy on purpose
 
         return getattr(store, name)
+    if name in _LAZY_READER:
+        from exporter.gitstore import reader  # noqa: PLC0415 - lazy on purpose
+
+        return getattr(reader, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,6 +6,7 @@
     ├── RepositoryLocked           another process writes to the same repository
     ├── NotLeading                 the fence says this replica may no longer write
     ├── CredentialsUnavailable     a configured key/token/password file or variable is missing
+    ├── PointNotFound              a repository, ref or time names nothing in the history
     └── RemoteError                talking to the remote failed
         ├── RemoteUnreachable      connection refused, DNS, TLS, server error: retried
         │   └── RemoteTimeout      the operation exceeded its timeout: retried
@@ -37,6 +38,10 @@ class NotLeading(GitStoreError):
 
 class CredentialsUnavailable(GitStoreError):
     """A configured credential source (file or environment variable) cannot be read."""
+
+
+class PointNotFound(GitStoreError):
+    """The repository, ref or time names nothing in the backup's history (a user error)."""
 
 
 class RemoteError(GitStoreError):
