@@ -14,8 +14,10 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
+# The commit `kube2git --version` names: docker build --build-arg KUBE2GIT_COMMIT=$(git rev-parse --short=12 HEAD)
+ARG KUBE2GIT_COMMIT=unknown
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY exporter ./exporter
 COPY filters ./filters
 RUN python -m venv /opt/kube2git \

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
+import structlog
+
 from exporter import __version__
 from exporter.cluster import ApiResource, Cluster, ClusterError, KubeconfigError, Unauthorized
 from exporter.config import ConfigError, Settings, load_settings, make_pipeline, override
@@ -43,6 +45,7 @@ from exporter.normalize import InputError, normalize, write_stream, write_tree
 from exporter.runner import Exporter
 from exporter.scope import Scope
 from exporter.sync import FullSync, SyncReport
+from exporter.version import build_commit, version_line
 from filters import HpaIndex
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -123,7 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Every flag can also be set with an environment variable KUBE2GIT_<FLAG>.",
     )
-    parser.add_argument("--version", action="version", version=f"kube2git {__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=version_line(),
+        help="print the version and the commit it was built from",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     norm = commands.add_parser(
@@ -318,6 +326,7 @@ def _run(_args: argparse.Namespace, settings: Settings) -> int:
     hpa_index = HpaIndex()
     pipeline = make_pipeline(settings, hpa_index=hpa_index)
     store = GitStore(repo, settings=settings.git, audit=settings.audit)
+    structlog.get_logger("kube2git").info("starting", version=__version__, commit=build_commit())
 
     async def follow() -> None:
         stop = asyncio.Event()

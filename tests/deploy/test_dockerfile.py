@@ -27,6 +27,7 @@ from tests.deploy.dockerfile import Stage, env_pairs, stages
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 VENV = "/opt/kube2git"
+BUILD_ARGS = {"KUBE2GIT_COMMIT": "0123456789ab"}  # as `docker build --build-arg` would pass it
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +96,9 @@ def image_venv(build_stage: Stage, tmp_path_factory: pytest.TempPathFactory) -> 
         if step.keyword == "WORKDIR":
             workdir = Path(_map(step.text, roots))
             workdir.mkdir(parents=True, exist_ok=True)
+        elif step.keyword == "ARG":
+            name, _, default = step.text.partition("=")
+            env[name] = BUILD_ARGS.get(name, default)
         elif step.keyword == "ENV":
             # The pip cache stays on: the image build disables it, the test needs the speed.
             env |= {k: v for k, v in env_pairs(step.text).items() if k != "PIP_NO_CACHE_DIR"}
@@ -139,6 +143,10 @@ def test_venv_is_isolated_from_the_checkout(image_venv: Path, tmp_path: Path) ->
 def test_installed_cli_runs(image_venv: Path, tmp_path: Path) -> None:
     kube2git = str(image_venv / "bin" / "kube2git")
     env = _clean_env()
+    version = subprocess.run(
+        [kube2git, "--version"], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+    )
+    assert version.stdout.strip() == f"kube2git 0.1.0 (commit {BUILD_ARGS['KUBE2GIT_COMMIT']})"
     helped = subprocess.run(
         [kube2git, "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
     )
