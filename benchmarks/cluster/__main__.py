@@ -33,7 +33,7 @@ from benchmarks.cluster.exporters import (
     kube2git,
     repo_size,
 )
-from benchmarks.cluster.peers import ensure_katafygio
+from benchmarks.cluster.peers import ensure_peer
 from benchmarks.cluster.workload import (
     CRD_GROUP,
     CRD_KIND,
@@ -225,7 +225,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="after edits, wait up to this long for every last edit to reach each repository",
     )
     parser.add_argument(
-        "--katafygio-source", type=Path, help="local katafygio source, if the proxy lacks it"
+        "--peer-source",
+        type=Path,
+        help="katafygio's unmodified source (default: ../shared/peers/katafygio-v0.8.3)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -438,9 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     if "kube2git" in (args.exporter or ["kube2git"]):
         exporters.append(kube2git())
     if not args.no_peer and "katafygio" in (args.peer or ["katafygio"]):
-        binary, build_seconds = ensure_katafygio(args.katafygio_source)
-        info["katafygio_binary"] = str(binary)
-        info["katafygio_build_seconds"] = build_seconds
+        binary, provenance = ensure_peer("katafygio", args.peer_source)
+        info["peers"] = {"katafygio": provenance}
         exporters.append(katafygio(binary))
 
     work = Path(tempfile.mkdtemp(prefix=f"bench-{args.scale}-"))

@@ -1,12 +1,12 @@
-"""Build (or reuse) the peer exporter katafygio from the Go wrapper module in benchmarks/peers.
+"""Build (or reuse) the peers of the cluster benchmark from their unmodified upstream source.
 
-The binary lives outside the source tree (``~/.cache/kube2git-bench/``), keyed by a hash of the
-wrapper's go.mod/go.sum and the Go toolchain, so it is rebuilt only when those change.
-
-``go build github.com/bpineau/katafygio`` from the wrapper module fetches katafygio from the Go
-module proxy. Where the proxy does not serve it, ``KATAFYGIO_SOURCE=DIR`` (or ``--source``)
-points at a local checkout of katafygio's source: the build then runs in a temporary copy of the
-wrapper with a ``replace`` directive onto that directory.
+The sources are the copies in ``../shared/peers/`` (see its README: upstream, commit, licence);
+``--peer-source DIR`` points elsewhere. Nothing of a peer is rewritten: the tree is copied to a
+temporary folder (the shared copy is read-only and ``-mod=mod`` may complete go.sum) and built
+with the command its README gives. The binary is cached outside the source tree
+(``~/.cache/kube2git-bench/<peer>-<key>/``), keyed by a hash of every file of the source and the
+Go toolchain; ``build.json`` next to it records the upstream commit, the source hash, the
+binary's sha256 and the build time, and every results file copies it.
 """
 
 from __future__ import annotations
@@ -14,21 +14,58 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests import gotools
 
-WRAPPER = Path(__file__).resolve().parent.parent / "peers" / "katafygio"
-MODULE = "github.com/bpineau/katafygio"
+SHARED_PEERS = Path(__file__).resolve().parents[3] / "shared" / "peers"
 
 
 class PeerBuildError(RuntimeError):
-    """The go command failed or is missing; the message carries its output tail."""
+    """The source is missing or the go command failed; the message carries its output tail."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One upstream project, as ``../shared/peers/README.md`` lists it."""
+
+    name: str
+    folder: str
+    """Its folder under ``../shared/peers/``."""
+    upstream: str
+    commit: str
+    """The upstream commit the shared copy was taken at."""
+    package: str
+    """What ``go build`` builds, from the source's root."""
+    goflags: str = ""
+
+
+PEERS = {
+    peer.name: peer
+    for peer in (
+        Peer(
+            name="katafygio",
+            folder="katafygio-v0.8.3",
+            upstream="bpineau/katafygio v0.8.3",
+            commit="71da77b41e64b1c3b2421ee327fbd06ee1b299d3",
+            package=".",
+            goflags="-mod=mod",
+        ),
+        Peer(
+            name="gitops-reverser",
+            folder="gitops-reverser",
+            upstream="ConfigButler/gitops-reverser main",
+            commit="f0f7b42623f059a07232dc5aca3ce45f868d17a2",
+            package="./cmd",
+        ),
+    )
+}
 
 
 def cache_root() -> Path:
@@ -37,72 +74,75 @@ def cache_root() -> Path:
 
 
 def _go() -> str:
-    return gotools.go_binary("build katafygio", PeerBuildError)
+    return gotools.go_binary("build the benchmark peers", PeerBuildError)
 
 
-def _env() -> dict[str, str]:
-    return gotools.go_env("-mod=mod")
-
-
-def build_key(source: Path | None) -> str:
-    """Hash of the wrapper module, the toolchain and (when given) the local source tree."""
+def source_hash(source: Path) -> str:
+    """sha256 over every file's relative path and bytes: what was built, byte for byte."""
     digest = hashlib.sha256()
-    for name in ("go.mod", "go.sum"):
-        digest.update((WRAPPER / name).read_bytes())
-    version = subprocess.run(
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(source)).encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def ensure_peer(name: str, source: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """The peer's binary, built when missing, and its provenance (``build.json``)."""
+    peer = PEERS[name]
+    source = (source or SHARED_PEERS / peer.folder).resolve()
+    if not (source / "go.mod").is_file():
+        raise PeerBuildError(f"{name}: no go.mod in {source} (pass --peer-source DIR)")
+    tree = source_hash(source)
+    toolchain = subprocess.run(
         [_go(), "env", "GOVERSION"], check=True, capture_output=True, text=True
-    )
-    digest.update(version.stdout.encode())
-    if source is not None:
-        for path in sorted(source.rglob("*")):
-            if path.is_file() and path.suffix in {".go", ".mod", ".sum"}:
-                digest.update(str(path.relative_to(source)).encode())
-                digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def ensure_katafygio(source: Path | None = None) -> tuple[Path, float | None]:
-    """The katafygio binary, built when missing; returns it and the build time in seconds
-    (``None`` when the cached binary was reused)."""
-    if source is None and os.environ.get("KATAFYGIO_SOURCE"):
-        source = Path(os.environ["KATAFYGIO_SOURCE"])
-    key = build_key(source)
-    out_dir = cache_root() / f"katafygio-{key}"
-    binary = out_dir / "katafygio"
-    meta = out_dir / "build.json"
+    ).stdout.strip()
+    key = hashlib.sha256(f"{tree}\0{toolchain}\0{peer.package}".encode()).hexdigest()[:16]
+    out_dir = cache_root() / f"{name}-{key}"
+    binary, meta = out_dir / name, out_dir / "build.json"
     if binary.exists() and meta.exists():
-        return binary, None
+        return binary, json.loads(meta.read_text())
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="katafygio-build-") as tmp:
-        work = Path(tmp)
-        for name in ("go.mod", "go.sum", "tools.go"):
-            shutil.copy2(WRAPPER / name, work / name)
-        if source is not None:
-            _run([_go(), "mod", "edit", f"-replace={MODULE}={source.resolve()}"], work)
-        _run([_go(), "build", "-trimpath", "-o", str(binary), MODULE], work)
-    seconds = time.monotonic() - started
-    meta.write_text(
-        json.dumps({"seconds": round(seconds, 1), "source": str(source or "module proxy")}) + "\n"
-    )
-    return binary, seconds
-
-
-def _run(argv: list[str], cwd: Path) -> None:
-    done = subprocess.run(argv, cwd=cwd, env=_env(), capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        tail = (done.stdout + done.stderr)[-3000:]
-        raise PeerBuildError(f"{' '.join(argv)} failed ({done.returncode}):\n{tail}")
+    with tempfile.TemporaryDirectory(prefix=f"{name}-build-") as tmp:
+        work = Path(tmp) / "src"
+        shutil.copytree(source, work)
+        for path in work.rglob("*"):  # the shared copy is read-only; so would the copy be
+            path.chmod(path.stat().st_mode | 0o200)
+        argv = [_go(), "build", "-trimpath", "-o", str(binary), peer.package]
+        env = gotools.go_env(peer.goflags)
+        done = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            tail = (done.stdout + done.stderr)[-3000:]
+            raise PeerBuildError(f"{name}: {' '.join(argv)} failed ({done.returncode}):\n{tail}")
+    provenance = {
+        "peer": name,
+        "upstream": peer.upstream,
+        "upstream_commit": peer.commit,
+        "source": str(source),
+        "source_sha256": tree,
+        "binary_sha256": _file_hash(binary),
+        "go": toolchain,
+        "build_command": f"CGO_ENABLED=0 GOWORK=off GOFLAGS={peer.goflags} "
+        f"go build -trimpath -o BIN {peer.package}",
+        "build_seconds": round(time.monotonic() - started, 1),
+    }
+    meta.write_text(json.dumps(provenance, indent=2) + "\n")
+    return binary, provenance
 
 
 def main() -> None:
-    """``python -m benchmarks.cluster.peers [--source DIR]``: build and print the binary."""
-    parser = argparse.ArgumentParser(description="build or reuse the katafygio binary")
-    parser.add_argument("--source", type=Path, help="local katafygio checkout (replace)")
+    """``python -m benchmarks.cluster.peers [NAME] [--peer-source DIR]``: build, print."""
+    parser = argparse.ArgumentParser(description="build or reuse a benchmark peer")
+    parser.add_argument("name", nargs="?", default="katafygio", choices=sorted(PEERS))
+    parser.add_argument("--peer-source", type=Path, help="the peer's source folder")
     args = parser.parse_args()
-    binary, seconds = ensure_katafygio(args.source)
-    built = f"built in {seconds:.0f}s" if seconds is not None else "cached"
-    print(f"{binary} ({built})")
+    binary, provenance = ensure_peer(args.name, args.peer_source)
+    print(binary)
+    print(json.dumps(provenance, indent=2))
 
 
 if __name__ == "__main__":

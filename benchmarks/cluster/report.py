@@ -90,9 +90,13 @@ def markdown(info: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
         f"in {pop.get('populate_seconds')} s, {pop.get('nodes')} kwok nodes, "
         f"{pop.get('pods_running')} pods running; control plane started in "
         f"{info.get('cluster_start_seconds')} s.",
-        f"kube2git at {info.get('kube2git_commit', 'unknown')}; katafygio built in "
-        f"{info.get('katafygio_build_seconds') or 'cache'} s. Exporters ran side by side on "
-        "the same cluster and the same edits.",
+        f"kube2git at {info.get('kube2git_commit', 'unknown')}; "
+        + "; ".join(
+            f"{name} {peer['upstream']} ({peer['upstream_commit'][:12]}), built unchanged, "
+            f"binary sha256 {peer['binary_sha256'][:12]}"
+            for name, peer in info.get("peers", {}).items()
+        )
+        + ". Exporters ran side by side on the same cluster and the same edits.",
         "",
         "| measure | " + " | ".join(names) + " |",
         "|---|" + "---:|" * len(names),
