@@ -22,7 +22,14 @@ import structlog
 
 from exporter import __version__
 from exporter.cluster import ApiResource, Cluster, ClusterError, KubeconfigError, Unauthorized
-from exporter.config import ConfigError, Settings, load_settings, make_pipeline, override
+from exporter.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    make_pipeline,
+    override,
+    value_problem,
+)
 from exporter.diff import (
     EXIT_INCOMPLETE,
     DiffResult,
@@ -109,11 +116,20 @@ def _add_setting_flags(parser: argparse.ArgumentParser, *flags: str) -> None:
 
 
 def apply_flags(settings: Settings, args: argparse.Namespace) -> Settings:
-    """Flags (and their environment variables) override the configuration file."""
-    for dotted in _SETTING_FLAGS.values():
+    """Flags (and their environment variables) override the configuration file; each value
+    is checked as the file's are, and a bad one is reported under its flag or variable."""
+    for flag, dotted in _SETTING_FLAGS.items():
         value = getattr(args, dotted.replace(".", "__"), None)
-        if value is not None:
-            settings = override(settings, dotted, value)
+        if value is None:
+            continue
+        problem = value_problem(dotted, value)
+        if problem is not None:
+            env = ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+            source = env if os.environ.get(env) == value else flag
+            raise ConfigError(
+                f"{source}: {dotted}{'' if problem.startswith('must') else ':'} {problem}"
+            )
+        settings = override(settings, dotted, value)
     return settings
 
 
@@ -428,6 +444,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = apply_flags(load_settings(args.config), args)
+    except (OSError, ValueError) as error:  # ConfigError, and anything else the input raised
+        print(f"kube2git: error: {error}", file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
+    try:
         configure_logging(settings.log)
         handler: Handler = args.handler
         return handler(args, settings)

@@ -1,8 +1,11 @@
 """Configuration: one YAML file of nested settings, validated against typed dataclasses.
 
 Every section is a frozen dataclass with a docstring per attribute (the configuration
-reference is generated from them). Unknown keys and values of the wrong type are rejected
-with the file and the dotted key named. Precedence: command-line flag, then environment
+reference is generated from them). Unknown keys, values of the wrong type and values out of
+range (:func:`check_settings`: numbers never negative, rates and sizes above zero, a listen
+address that can be bound, no password in a URL) are rejected with the file, flag or
+environment variable and the dotted key named. The file is read by the same guarded reader as
+object dumps (size, depth and alias limits). Precedence: command-line flag, then environment
 variable, then the file, then the default.
 
 Errors: :class:`ConfigError` (a user error: exit code 2).
@@ -12,18 +15,20 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
 import os
+import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-
-import yaml
+from urllib.parse import urlsplit
 
 from exporter.attribution import AuditSettings
 from exporter.gitstore.settings import GitSettings
+from exporter.untrusted import InputError, json_shaped, load_yaml, read_text
 from filters import HpaIndex, Pipeline, build_pipeline
 from filters.policy import Policy, SecretMode
 from filters.secrets import MIN_FINGERPRINT_KEY
@@ -46,11 +51,20 @@ class LogFormat(enum.Enum):
     """Human-readable, coloured when the terminal allows."""
 
 
+class LogLevel(enum.Enum):
+    """The lowest level of log lines written."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
 @dataclass(frozen=True, slots=True)
 class LogSettings:
     """Structured logging."""
 
-    level: str = "info"
+    level: LogLevel = LogLevel.INFO
     """Lowest level written: ``debug``, ``info``, ``warning`` or ``error``."""
     format: LogFormat = LogFormat.AUTO
     """``auto``, ``json`` or ``console``."""
@@ -182,21 +196,22 @@ def load_settings(path: str | os.PathLike[str] | None) -> Settings:
         return Settings()
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{source}: cannot read config file: {_reason(error)}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(error, "problem", None) or "malformed YAML"
-        raise ConfigError(f"{source}{where}: {problem}") from None
+        documents = [
+            json_shaped(source, document) for document in load_yaml(source, read_text(source))
+        ]
+    except InputError as error:
+        raise ConfigError(
+            str(error).replace(": cannot read:", ": cannot read config file:")
+        ) from None
+    if len(documents) > 1:
+        raise ConfigError(f"{source}: expected one YAML document, found {len(documents)}")
+    data = (documents or [None])[0]
     if data is None:
         data = {}
     settings = from_mapping(Settings, data, source=source)
-    filters = extend_default_lists(settings.filters, data.get("filters"), source=source)
-    return dataclasses.replace(settings, filters=filters)
+    given = data.get("filters") if isinstance(data, dict) else None
+    filters = extend_default_lists(settings.filters, given, source=source)
+    return check_settings(dataclasses.replace(settings, filters=filters), source=source)
 
 
 def default_lists(cls: type, prefix: str = "") -> dict[str, dataclasses.Field[Any]]:
@@ -261,7 +276,7 @@ def override(settings: T, dotted: str, value: object) -> T:
 def from_mapping(cls: type[T], data: object, *, source: str, prefix: str = "") -> T:
     """Build the dataclass ``cls`` from parsed YAML, checking keys and types."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: {prefix or 'the file'} must be a mapping")
+        raise ConfigError(f"{source}: {prefix.removesuffix('.') or 'the file'} must be a mapping")
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values: dict[str, Any] = {}
@@ -270,6 +285,13 @@ def from_mapping(cls: type[T], data: object, *, source: str, prefix: str = "") -
         if key not in known:
             raise ConfigError(f"{source}: unknown key {dotted!r}")
         values[key] = _convert(hints[key], raw, source=source, dotted=dotted)
+    for item in dataclasses.fields(cls):  # type: ignore[arg-type]
+        required = (
+            item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
+        )
+        if required and item.name not in values:
+            where = prefix.removesuffix(".") or "the file"
+            raise ConfigError(f"{source}: {where}: missing required key {item.name!r}")
     return cls(**values)
 
 
@@ -310,6 +332,160 @@ def _convert(hint: Any, raw: object, *, source: str, dotted: str) -> Any:
 
 
 _TYPE_WORDS = {str: "string", int: "whole number", float: "number"}
+
+
+# -- ranges and formats ---------------------------------------------------------------------
+
+_POSITIVE = frozenset(
+    {
+        "cluster.qps",
+        "cluster.burst",
+        "cluster.page_size",
+        "cluster.request_timeout",
+        "cluster.watch_timeout_seconds",
+        "git.remote.operation_timeout",
+        "git.remote.ssh.connect_timeout",
+        "git.remote.https.low_speed_time",
+        "run.queue_size",
+        "run.drain_timeout",
+        "run.pacing.max_delay",
+        "run.pacing.max_delay_under_load",
+        "run.pacing.busy_change_rate",
+        "run.pacing.pack_interval",
+        "run.leader_election.lease_duration",
+        "run.leader_election.renew_deadline",
+        "run.leader_election.retry_period",
+    }
+)
+"""Numbers that must be above zero (zero would mean no rate, no page limit, no wait...)."""
+_NOT_EMPTY = frozenset({"cluster.backoff"})
+_HOST_NAME = re.compile(
+    r"[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*"
+)
+_LISTEN_FORMAT = "must be HOST:PORT (0.0.0.0:8080, [::]:8080, :8080), or '' to disable"
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` → ``(host, port)``, IPv6 brackets removed; ``ValueError`` naming what is
+    wrong. An empty host means every interface."""
+    host, colon, port = listen.rpartition(":")
+    if not colon or not port.isascii() or not port.isdigit():
+        raise ValueError(_LISTEN_FORMAT)
+    if host.startswith("[") or host.endswith("]"):
+        if not (host.startswith("[") and host.endswith("]")):
+            raise ValueError(_LISTEN_FORMAT)
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+    elif ":" in host:
+        raise ValueError(_LISTEN_FORMAT + "; write an IPv6 address in brackets")
+    elif host and not _HOST_NAME.fullmatch(host):
+        raise ValueError(f"{host!r} is not a host name or IP address")
+    if int(port) > 65535:
+        raise ValueError(f"port {int(port)} is not between 0 and 65535")
+    return host, int(port)
+
+
+def _listen_problem(listen: object) -> str | None:
+    if listen == "":
+        return None
+    try:
+        split_listen(str(listen))
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _url_problem(url: object) -> str | None:
+    """A password (or token) in a URL would be stored in the process list, the pod spec and
+    logs: credentials come from files (``git.remote.https.*_file``) instead."""
+    text = str(url)
+    if "://" not in text:
+        return None  # a local path or scp-like user@host:path, which cannot carry a password
+    try:
+        password = urlsplit(text).password
+    except ValueError:
+        return "is not a valid URL"
+    if password is None:
+        return None
+    return (
+        "a password in the URL is refused (it would show in logs and process lists); "
+        "put it in a file: git.remote.https.password_file or token_file"
+    )
+
+
+_FORMATS: dict[str, Callable[[object], str | None]] = {
+    "run.listen": _listen_problem,
+    "git.remote.url": _url_problem,
+}
+
+
+def value_problem(dotted: str, value: object) -> str | None:
+    """What is wrong with ``value`` at ``dotted`` (list indexes as ``[]``), or ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        if dotted in _POSITIVE and not value > 0:
+            return "must be greater than 0"
+        if not value >= 0:
+            return "must be 0 or more"
+        return None
+    if isinstance(value, tuple) and dotted in _NOT_EMPTY and not value:
+        return "must not be empty"
+    check = _FORMATS.get(dotted)
+    return check(value) if check is not None else None
+
+
+def value_rule(dotted: str) -> str | None:
+    """The range rule of a numeric setting, for the configuration reference."""
+    if dotted in _POSITIVE:
+        return "Must be greater than 0."
+    if dotted in _NOT_EMPTY:
+        return "Must not be empty."
+    return None
+
+
+def _leaves(obj: object, dotted: str, pattern: str) -> Iterator[tuple[str, str, object]]:
+    """``(dotted with indexes, dotted with [], value)`` of every setting below ``obj``."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for item in dataclasses.fields(obj):
+            yield from _leaves(
+                getattr(obj, item.name),
+                f"{dotted}.{item.name}" if dotted else item.name,
+                f"{pattern}.{item.name}" if pattern else item.name,
+            )
+        return
+    yield dotted, pattern, obj
+    if isinstance(obj, tuple):
+        for index, item in enumerate(obj):
+            yield from _leaves(item, f"{dotted}[{index}]", f"{pattern}[]")
+
+
+def _message(dotted: str, problem: str) -> str:
+    return f"{dotted} {problem}" if problem.startswith("must") else f"{dotted}: {problem}"
+
+
+def check_settings(settings: Settings, *, source: str) -> Settings:
+    """``settings`` if every value is in range, else a :class:`ConfigError` naming ``source``
+    (the file, flag or environment variable) and the first bad key."""
+    for dotted, pattern, value in _leaves(settings, "", ""):
+        problem = value_problem(pattern, value)
+        if problem is not None:
+            raise ConfigError(f"{source}: {_message(dotted, problem)}")
+    pacing, election = settings.run.pacing, settings.run.leader_election
+    if pacing.max_delay_under_load < pacing.max_delay:
+        raise ConfigError(
+            f"{source}: run.pacing.max_delay_under_load must be at least run.pacing.max_delay "
+            f"({pacing.max_delay:g})"
+        )
+    if election.renew_deadline >= election.lease_duration:
+        raise ConfigError(
+            f"{source}: run.leader_election.renew_deadline must be less than "
+            f"run.leader_election.lease_duration ({election.lease_duration:g})"
+        )
+    return settings
 
 
 def _reason(error: BaseException) -> str:

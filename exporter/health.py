@@ -7,6 +7,7 @@ from collections.abc import Callable
 import structlog
 from aiohttp import web
 
+from exporter.config import split_listen
 from exporter.metrics import Metrics
 
 log = structlog.get_logger()
@@ -19,9 +20,9 @@ class HealthServer:
     """Liveness is the event loop answering; readiness is the exporter's own verdict."""
 
     def __init__(self, listen: str, *, metrics: Metrics, readiness: Readiness) -> None:
-        host, _, port = listen.rpartition(":")
+        host, port = split_listen(listen)
         self._host = host or "0.0.0.0"  # noqa: S104 - a pod's probes come from outside
-        self._port = int(port)
+        self._port = port
         self._metrics = metrics
         self._readiness = readiness
         self._runner: web.AppRunner | None = None

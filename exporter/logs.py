@@ -42,7 +42,7 @@ class _CurrentStderr:
 def configure_logging(settings: LogSettings, *, stream: Any = None) -> None:
     """Configure structlog once for the process."""
     stream = stream or _CurrentStderr()
-    level = logging.getLevelNamesMapping().get(settings.level.upper(), logging.INFO)
+    level = logging.getLevelNamesMapping()[settings.level.value.upper()]
     use_console = settings.format is LogFormat.CONSOLE or (
         settings.format is LogFormat.AUTO and stream.isatty()
     )

@@ -220,9 +220,12 @@ def normalize(
             hpa_index.observe(body)
     summary = Summary()
     results: dict[ObjectKey, bytes] = {}
-    for _, body in loaded:
+    for source, body in loaded:
         key = key_of(body)
-        result = pipeline(body)
+        try:
+            result = pipeline(body)
+        except ValueError as error:  # a filter that cannot make sense of a value
+            raise InputError(f"{source}: {error}") from None
         if isinstance(result, Skip):
             summary.skipped[result.reason] += 1
             results.pop(key, None)

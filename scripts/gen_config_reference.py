@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: the checkout is 
     sys.path.insert(0, str(ROOT))
 
 from exporter.cli import _SETTING_FLAGS  # noqa: E402 - after the path fix above
-from exporter.config import Settings  # noqa: E402
+from exporter.config import Settings, value_rule  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "configuration.md"
 _LONG_DEFAULT = 60
@@ -48,6 +48,14 @@ kube2git reads one YAML file, given with `--config FILE` (or `KUBE2GIT_CONFIG`).
 optional: a missing key keeps its default, an unknown key or a value of the wrong type is an
 error (exit code 2) naming the file and the dotted key. Precedence: command-line flag, then
 environment variable, then the file, then the default. Durations are in seconds.
+
+Values are checked when the file is loaded (and flags and environment variables when they are
+read): numbers are never negative, and those marked below must be greater than 0; `run.listen`
+must be `HOST:PORT` (IPv6 in brackets) or empty; `run.pacing.max_delay_under_load` is at least
+`run.pacing.max_delay`; `run.leader_election.renew_deadline` is less than its
+`lease_duration`; `git.remote.url` must not carry a password (`https://user:token@...`):
+credentials come from files. The file is read with the limits of docs/operations.md ("Input
+limits").
 """
 
 
@@ -151,6 +159,9 @@ def section(cls: type, path: str, level: int, out: list[str]) -> None:
                 " A list given in the file is added to the default list, unless"
                 " `filters.replace_defaults` names this one."
             )
+        rule = value_rule(dotted)
+        if rule:
+            doc += f" {rule}"
         default = plain(default_of(field))
         line = f"- **`{field.name}`** ({type_name(hint)}"
         block: list[str] = []

@@ -53,7 +53,8 @@ class RemoteSettings:
 
     url: str = ""
     """Remote URL (``ssh://…``, ``git@host:path``, ``https://…``, a local path); ``""`` disables
-    push. User and password embedded in the URL are accepted but never logged."""
+    push. A password in the URL (``https://user:token@…``) is refused at load: credentials come
+    from files (``https.password_file``, ``https.token_file``, ``ssh.private_key_file``)."""
     name: str = "origin"
     """Name under which the remote's branch is tracked (``refs/remotes/<name>/<branch>``)."""
     ssh: SshSettings = field(default_factory=SshSettings)

@@ -74,9 +74,9 @@ def test_unknown_flag_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
         ("filters: {select: {include_types: ['/Pod']}}\n", "bad type pattern '/Pod'"),
         ("filters: {secrets: {mode: fingerprint}}\n", "fingerprint mode needs a fingerprint key"),
         ("filters: {secrets: {mode: fingerprint, fingerprint_key_file: /nope}}\n", "/nope: cannot read fingerprint key"),
-        ("filters: [\n", "cfg.yaml (line 2)"),
+        ("filters: [\n", "cfg.yaml: line 2: malformed YAML"),
         ("- a\n", "cfg.yaml: the file must be a mapping"),
-        ("log: {level: 3}\n", "log.level must be a string"),
+        ("log: {level: 3}\n", "log.level must be one of debug, info, warning, error"),
     ],
 )  # fmt: skip
 def test_bad_config_is_one_line_and_exit_2(
