@@ -23,7 +23,7 @@ from typing import Any
 
 import pygit2
 
-from benchmarks.cluster import measure, report
+from benchmarks.cluster import measure, provenance, report
 from benchmarks.cluster.api import Api, admin_api, mint_identity
 from benchmarks.cluster.exporters import (
     Exporter,
@@ -49,10 +49,10 @@ from tests.cluster import control_plane
 from tests.cluster.build import ensure_built
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-DEFAULTS = {  # steady edit seconds, storm seconds, restart-scenario seconds
-    "S": (60, 40, 60),
-    "M": (180, 90, 120),
-    "L": (180, 90, 120),
+DEFAULTS = {  # storm seconds, restart-scenario seconds
+    "S": (40, 60),
+    "M": (90, 120),
+    "L": (90, 120),
 }
 
 
@@ -208,10 +208,34 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--peer", action="append", choices=("katafygio",), help="default: katafygio"
     )
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="run from a work tree with uncommitted changes (the diff's hash is recorded)",
+    )
     parser.add_argument("--cluster-dir", type=Path, help="use (or start) the cluster here")
     parser.add_argument("--keep", action="store_true", help="leave cluster and work dir behind")
     parser.add_argument("--rate", type=float, default=20.0, help="edits per second")
-    parser.add_argument("--steady", type=float, help="steady-change seconds")
+    parser.add_argument(
+        "--steady",
+        type=float,
+        default=600.0,
+        help="steady-change seconds (default 600: API load is counted over this window)",
+    )
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=600.0,
+        help="idle seconds after the initial capture (default 600: watches renew within it)",
+    )
+    parser.add_argument(
+        "--sweep",
+        type=lambda text: [float(r) for r in text.split(",") if r],
+        default=[],
+        metavar="RATES",
+        help="after steady change, edit at each of these rates too (e.g. 5,20,100,200)",
+    )
+    parser.add_argument("--sweep-seconds", type=float, default=120.0, help="seconds per rate")
     parser.add_argument("--storm", type=float, help="autoscaling storm seconds")
     parser.add_argument("--restart", type=float, help="restart-during-change seconds")
     parser.add_argument(
@@ -231,8 +255,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    steady_s, storm_s, restart_s = DEFAULTS[args.scale]
-    args.steady = args.steady or steady_s
+    storm_s, restart_s = DEFAULTS[args.scale]
     args.storm = args.storm or storm_s
     args.restart = args.restart or restart_s
     return args
@@ -242,8 +265,14 @@ class Bench:
     """One run: the cluster, the inventory, the exporters and the time windows measured."""
 
     def __init__(
-        self, args: argparse.Namespace, api: Api, inv: Inventory, subjects: list[Subject]
+        self,
+        args: argparse.Namespace,
+        api: Api,
+        inv: Inventory,
+        subjects: list[Subject],
+        guard: provenance.CodeGuard,
     ) -> None:
+        self.guard = guard
         self.args = args
         self.api = api
         self.inv = inv
@@ -279,39 +308,45 @@ class Bench:
     def initial(self) -> None:
         log("scenario 1: initial capture")
         t = time.time()
+        self.guard.check("initial start")
         initial_capture(self.subjects, self.inv, self.args.initial_timeout)
         settle(self.args.settle)
         self.windows["initial"] = (t, time.time())
         for s in self.subjects:
             s.results["initial"]["repo_bytes"] = repo_size(s.repo)
-        # idle: what does an exporter cost when nothing changes?
+        # idle: what does an exporter cost when nothing changes? The window is long enough
+        # (10 minutes by default) for watches to end and be renewed at least once.
         t = time.time()
         cpu0 = self.cpu()
         commits0 = {s.exporter.name: len(s.watcher.order) for s in self.subjects}
-        settle(30)
+        settle(self.args.idle)
         self.windows["idle"] = (t, time.time())
         for s in self.subjects:
             s.results["idle"] = {
-                "seconds": 30,
+                "seconds": round(self.args.idle),
                 "cpu_seconds": round(s.runner.cpu_seconds() - cpu0[s.exporter.name], 2),
                 "commits": len(s.watcher.order) - commits0[s.exporter.name],
             }
 
-    def steady(self) -> None:
-        args = self.args
-        log(f"scenario 2: steady change, {args.rate}/s for {args.steady:.0f}s")
-        editor = Editor(self.api, self.inv)
-        t = self.steady_start = time.time()
+    def change(self, rate: float, seconds: float, seed: int) -> tuple[dict[str, Any], float]:
+        """Edit at ``rate`` for ``seconds``, wait for every exporter to catch up, and measure
+        each one's change-to-commit latency, commits, CPU, memory and repository growth.
+        Returns the results per exporter and when the edits started."""
+        editor = Editor(self.api, self.inv, seed=seed)
+        t = time.time()
         cpu0 = self.cpu()
-        made = editor.run(args.rate, args.steady)
+        size0 = {s.exporter.name: repo_size(s.repo) for s in self.subjects}
+        made = editor.run(rate, seconds)
         end = time.time()
-        self.catch_up(editor.edits, args.catch_up)
-        settle(args.settle)
-        self.windows["steady"] = (t, end)
+        self.catch_up(editor.edits, self.args.catch_up)
+        settle(self.args.settle)
+        out: dict[str, Any] = {}
         for s in self.subjects:
             found = measure.marker_commits(s.repo, s.watcher, t)
             lat = measure.latency(editor.edits, found)
-            s.results["steady"] = {
+            grown = repo_size(s.repo) - size0[s.exporter.name]
+            out[s.exporter.name] = {
+                "rate": rate,
                 "edits": made,
                 "seconds": round(end - t, 1),
                 "commits": s.watcher.commits_between(t, time.time()),
@@ -324,8 +359,31 @@ class Bench:
                 "superseded": lat.superseded,
                 "lost": lat.lost,
                 "caught_up_seconds": s.results["_caught_up"],
+                "repo_bytes_per_1000_edits": round(grown * 1000 / made) if made else None,
+                "_latency_points": [(a - t, b) for a, b in lat.points],
             }
-            s.results["_latency_points"] = [(a - t, b) for a, b in lat.points]
+        self.windows.setdefault("steady", (t, end))
+        return out, t
+
+    def steady(self) -> None:
+        args = self.args
+        log(f"scenario 2: steady change, {args.rate}/s for {args.steady:.0f}s")
+        results, self.steady_start = self.change(args.rate, args.steady, seed=11)
+        for s in self.subjects:
+            mine = results[s.exporter.name]
+            s.results["_latency_points"] = mine.pop("_latency_points")
+            s.results["steady"] = mine
+
+    def sweep(self) -> None:
+        """The same change at each rate of ``--sweep``: how latency, commits, CPU and memory
+        follow the load, so no single rate can be tuned for."""
+        for index, rate in enumerate(self.args.sweep):
+            log(f"scenario 2b: rate sweep, {rate}/s for {self.args.sweep_seconds:.0f}s")
+            results, _ = self.change(rate, self.args.sweep_seconds, seed=100 + index)
+            for s in self.subjects:
+                mine = results[s.exporter.name]
+                mine.pop("_latency_points")
+                s.results.setdefault("sweep", []).append(mine)
 
     def storm(self) -> None:
         args = self.args
@@ -357,6 +415,7 @@ class Bench:
                 s.runner.kill()
             log("exporters killed")
             time.sleep(10)
+            self.guard.check("restart")
             for s in self.subjects:
                 s.runner.start()
             log("exporters restarted")
@@ -382,6 +441,7 @@ class Bench:
             }
 
     def finish(self, cluster: control_plane.ControlPlane, work: Path) -> None:
+        self.guard.check("end of run")
         for s in self.subjects:
             s.runner.stop()
             s.watcher.stop()
@@ -395,12 +455,13 @@ class Bench:
             )
         self.windows["whole"] = (0.0, time.time())
         users = {s.exporter.user for s in self.subjects}
-        audit = measure.audit_counts(cluster.audit_log, users, self.windows)
+        audit = measure.api_load(cluster.audit_log, users, self.windows)
         for s in self.subjects:
             s.results["api"] = audit[s.exporter.user]
             s.results["census"] = measure.tip_census(s.repo, s.exporter.ref)
             s.results["secrets"] = measure.secret_leaks(s.repo, self.inv)
             s.results["repo_bytes_final"] = repo_size(s.repo)
+            s.results["repo_bytes_after_gc"] = size_after_gc(s.repo)
             s.results["cpu_seconds_total"] = round(s.runner.cpu_seconds(), 1)
             s.results["peak_rss_mib"] = round(s.runner.peak_rss() / 2**20, 1)
             s.results["_commit_times"] = sorted(
@@ -408,27 +469,37 @@ class Bench:
             )
 
 
-def _git_describe() -> str:
-    """The work tree's commit, with ``-dirty`` when it has uncommitted changes."""
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        ["git", "describe", "--always", "--dirty"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return done.stdout.strip() or "unknown"
+def size_after_gc(repo: Path) -> int:
+    """Repository bytes after ``git gc`` of a copy (growth as a user who packs would see it)."""
+    with tempfile.TemporaryDirectory(prefix="gc-") as tmp:
+        copy = Path(tmp) / "repo"
+        shutil.copytree(repo, copy, symlinks=True)
+        git_dir = copy / ".git" if (copy / ".git").is_dir() else copy
+        subprocess.run(
+            ["git", f"--git-dir={git_dir}", "gc", "--quiet", "--prune=now"],
+            check=True,
+            capture_output=True,
+        )
+        return repo_size(copy)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    try:
+        tree = provenance.work_tree(allow_dirty=args.allow_dirty)
+        guard = provenance.CodeGuard()
+    except provenance.ProvenanceError as error:
+        print(f"benchmark: {error}", file=sys.stderr)
+        return 2
     info: dict[str, Any] = {
         "scale": args.scale,
         "machine": machine(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "kube2git_commit": _git_describe(),
+        "command": [sys.executable, "-m", "benchmarks.cluster", *(argv or sys.argv[1:])],
+        "kube2git_commit": tree["commit"][:12] + ("-dirty" if tree["dirty"] else ""),
+        "work_tree": tree,
         "durations": {
+            "idle": args.idle,
             "steady": args.steady,
             "storm": args.storm,
             "restart": args.restart,
@@ -440,8 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     if "kube2git" in (args.exporter or ["kube2git"]):
         exporters.append(kube2git())
     if not args.no_peer and "katafygio" in (args.peer or ["katafygio"]):
-        binary, provenance = ensure_peer("katafygio", args.peer_source)
-        info["peers"] = {"katafygio": provenance}
+        binary, built = ensure_peer("katafygio", args.peer_source)
+        info["peers"] = {"katafygio": built}
         exporters.append(katafygio(binary))
 
     work = Path(tempfile.mkdtemp(prefix=f"bench-{args.scale}-"))
@@ -457,13 +528,15 @@ def main(argv: list[str] | None = None) -> int:
         for exp in exporters:
             kubeconfig = mint_identity(cluster.directory, cluster.server, api, exp.user)
             subjects.append(Subject(exp, work, kubeconfig))
-        bench = Bench(args, api, inv, subjects)
+        bench = Bench(args, api, inv, subjects, guard)
         bench.initial()
         bench.steady()
+        bench.sweep()
         bench.storm()
         bench.restart()
         bench.finish(cluster, work)
         info["steady_start"] = bench.steady_start
+        info["kube2git_code"] = guard.record()
         info["windows"] = {k: [round(a, 1), round(b, 1)] for k, (a, b) in bench.windows.items()}
     finally:
         for s in subjects:

@@ -41,37 +41,87 @@ def audit_files(audit_log: Path) -> list[Path]:
     return [*rotated, audit_log]
 
 
-def audit_counts(
-    audit_log: Path, users: set[str], windows: dict[str, tuple[float, float]]
-) -> dict[str, dict[str, Any]]:
-    """Requests per user (completed requests, one per audit ID): total, by verb, and within
-    each named time window (by the time the request was received)."""
-    out: dict[str, dict[str, Any]] = {
-        u: {"total": 0, "by_verb": Counter(), "windows": Counter()} for u in users
-    }
+@dataclass
+class Request:
+    """One API request of one client, from its audit events (one audit ID)."""
+
+    user: str
+    verb: str
+    received: float
+    completed: float | None = None
+    """``None`` while it is still open (a watch that outlived the log)."""
+    long_running: bool = False
+    """The API server reported it as started before it completed: watches and the like."""
+
+
+def audit_requests(audit_log: Path, users: set[str]) -> list[Request]:
+    """Every request of ``users`` across the audit log and its rotated predecessors.
+
+    Completed requests have a ``ResponseComplete`` event; a long-running one (a watch) also has
+    a ``ResponseStarted`` event when it opens, so a watch still open at the end is counted too.
+    """
+    by_id: dict[str, Request] = {}
     needles = [f'"username":"{u}"'.encode() for u in users]
     for line in _lines(audit_files(audit_log)):
         if not any(n in line for n in needles):
             continue
         event = orjson.loads(line)
-        if event.get("stage") != "ResponseComplete":
-            continue
         user = event["user"]["username"]
-        stats = out[user]
-        stats["total"] += 1
-        stats["by_verb"][event.get("verb", "?")] += 1
-        received = _ts(event["requestReceivedTimestamp"])
-        for name, (start, end) in windows.items():
-            if start <= received < end:
-                stats["windows"][name] += 1
+        if user not in users:
+            continue
+        request = by_id.get(event["auditID"])
+        if request is None:
+            request = by_id[event["auditID"]] = Request(
+                user=user,
+                verb=event.get("verb", "?"),
+                received=_ts(event["requestReceivedTimestamp"]),
+            )
+        stage = event.get("stage")
+        if stage == "ResponseStarted":
+            request.long_running = True
+        elif stage in ("ResponseComplete", "Panic"):
+            request.completed = _ts(event["stageTimestamp"])
+    return sorted(by_id.values(), key=lambda r: r.received)
+
+
+def window_load(requests: list[Request], start: float, end: float) -> dict[str, Any]:
+    """API load inside ``[start, end)``, two ways, so that a watch is neither free nor hidden.
+
+    By start: requests received in the window (a watch renewal counts when it opens), per
+    minute and by verb. By duration: the average number of long-running requests open during
+    the window (a watch open for the whole window counts 1.0, for half of it 0.5).
+    """
+    seconds = end - start
+    started = [r for r in requests if start <= r.received < end]
+    open_seconds = sum(
+        max(0.0, min(end, r.completed if r.completed is not None else end) - max(start, r.received))
+        for r in requests
+        if r.long_running
+    )
     return {
-        u: {
-            "total": s["total"],
-            "by_verb": dict(s["by_verb"]),
-            "windows": {name: s["windows"][name] for name in windows},
-        }
-        for u, s in out.items()
+        "seconds": round(seconds, 1),
+        "requests": len(started),
+        "per_minute": round(len(started) * 60 / seconds, 2) if seconds > 0 else None,
+        "watch_starts": sum(1 for r in started if r.verb == "watch"),
+        "by_verb": dict(Counter(r.verb for r in started)),
+        "long_running_open": round(open_seconds / seconds, 2) if seconds > 0 else None,
     }
+
+
+def api_load(
+    audit_log: Path, users: set[str], windows: dict[str, tuple[float, float]]
+) -> dict[str, dict[str, Any]]:
+    """Per user: the total, by verb, and :func:`window_load` for each named window."""
+    requests = audit_requests(audit_log, users)
+    out: dict[str, dict[str, Any]] = {}
+    for user in users:
+        mine = [r for r in requests if r.user == user]
+        out[user] = {
+            "total": len(mine),
+            "by_verb": dict(Counter(r.verb for r in mine)),
+            "windows": {name: window_load(mine, a, b) for name, (a, b) in windows.items()},
+        }
+    return out
 
 
 @dataclass

@@ -23,7 +23,7 @@ def main() -> None:
     info, results = data["info"], data["results"]
     windows = {name: (a, b) for name, (a, b) in info["windows"].items()}
     users = {name: f"bench-{name}" for name in results}
-    audit = measure.audit_counts(args.cluster_dir / "audit.log", set(users.values()), windows)
+    audit = measure.api_load(args.cluster_dir / "audit.log", set(users.values()), windows)
     for name, user in users.items():
         results[name]["api"] = audit[user]
     args.results.write_text(json.dumps(data, indent=2) + "\n")
