@@ -16,12 +16,11 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import structlog
 
 from exporter import __version__
-from exporter.cluster import ApiResource, Cluster, ClusterError, KubeconfigError, Unauthorized
 from exporter.config import (
     ConfigError,
     Settings,
@@ -29,14 +28,6 @@ from exporter.config import (
     make_pipeline,
     override,
     value_problem,
-)
-from exporter.diff import (
-    EXIT_INCOMPLETE,
-    DiffResult,
-    diff_live,
-    diff_points,
-    render_json,
-    render_text,
 )
 from exporter.gitstore import (
     BranchReader,
@@ -46,14 +37,27 @@ from exporter.gitstore import (
     SigningKeyError,
     TreeAt,
 )
+from exporter.gitstore.history import HistoryReader
+from exporter.history import (
+    HistoryError,
+    object_history,
+    print_log,
+    print_who,
+    resolve_object,
+    who,
+    window,
+)
 from exporter.logs import configure_logging
 from exporter.messages import Change, capture_gap, observed_after_gap
 from exporter.normalize import InputError, normalize, write_stream, write_tree
-from exporter.runner import Exporter
 from exporter.scope import Scope
-from exporter.sync import FullSync, SyncReport
 from exporter.version import build_commit, version_line
 from filters import HpaIndex
+
+if TYPE_CHECKING:
+    from exporter.cluster import ApiResource
+    from exporter.diff import DiffResult
+    from exporter.sync import SyncReport
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 ENV_PREFIX = "KUBE2GIT_"
@@ -221,6 +225,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="text (coloured on a terminal) or json; env KUBE2GIT_OUTPUT",
     )
     diff.set_defaults(handler=_diff)
+
+    log_cmd = commands.add_parser(
+        "log",
+        help="the history of one object: who changed what, when",
+        description=(
+            "Each change of one object, newest first: time, author, how the author is known "
+            "(Attribution), whether it was manual (Change-Kind), and the changed fields. "
+            "OBJECT is [group/]Kind/namespace/name, [group/]Kind/name for cluster-scoped "
+            "objects, or a path such as namespaces/shop/deployments.apps/web.yaml."
+        ),
+    )
+    log_cmd.add_argument("object", metavar="OBJECT", help="the object (see above)")
+    _add_history_flags(log_cmd)
+    log_cmd.add_argument("--patch", action="store_true", help="show each change's YAML diff")
+    log_cmd.set_defaults(handler=_log)
+
+    who_cmd = commands.add_parser(
+        "who",
+        help="actors and their changes per namespace and type",
+        description="Count the changes on the branch per actor, namespace and type.",
+    )
+    _add_history_flags(who_cmd)
+    who_cmd.add_argument(
+        "--manual", action="store_true", help="only manual changes (Change-Kind: manual)"
+    )
+    who_cmd.set_defaults(handler=_who)
     return parser
 
 
@@ -258,6 +288,40 @@ def _add_scope_flags(parser: argparse.ArgumentParser) -> None:
         metavar="PATTERN",
         help="only this type: resource or resource.group as kubectl spells it (glob; repeatable)",
     )
+
+
+def _add_history_flags(parser: argparse.ArgumentParser) -> None:
+    _add_setting_flags(parser, "--repo", "--branch")
+    _add_config(parser)
+    parser.add_argument("--since", metavar="WHEN", help="from WHEN: 24h, 7d, 2w ago or a time")
+    parser.add_argument("--until", metavar="WHEN", help="up to WHEN (same forms as --since)")
+    parser.add_argument(
+        "--output", choices=("text", "json"), default="text", help="text (default) or json"
+    )
+
+
+def _history(settings: Settings) -> HistoryReader:
+    repo = _require_repo(settings)
+    if not Path(repo).exists():
+        raise UserError(f"{repo}: no such repository")
+    return HistoryReader(repo, settings.git.branch)
+
+
+def _log(args: argparse.Namespace, settings: Settings) -> int:
+    reader = _history(settings)
+    since, until = window(vars(args), now=datetime.now(UTC))
+    path = resolve_object(args.object, reader)
+    entries = object_history(reader, path, since=since, until=until, patch=args.patch)
+    print_log(entries, sys.stdout, as_json=args.output == "json")
+    return EXIT_OK
+
+
+def _who(args: argparse.Namespace, settings: Settings) -> int:
+    reader = _history(settings)
+    since, until = window(vars(args), now=datetime.now(UTC))
+    rows = who(reader, since=since, until=until, manual=args.manual)
+    print_who(rows, sys.stdout, as_json=args.output == "json")
+    return EXIT_OK
 
 
 def _normalize(args: argparse.Namespace, settings: Settings) -> int:
@@ -302,6 +366,9 @@ def _require_repo(settings: Settings) -> str:
 
 
 def _snapshot(_args: argparse.Namespace, settings: Settings) -> int:
+    from exporter.cluster import Cluster  # noqa: PLC0415 - the API client loads slowly
+    from exporter.sync import FullSync  # noqa: PLC0415
+
     repo = _require_repo(settings)
     hpa_index = HpaIndex()
     pipeline = make_pipeline(settings, hpa_index=hpa_index)
@@ -338,6 +405,9 @@ def _snapshot(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(_args: argparse.Namespace, settings: Settings) -> int:
+    from exporter.cluster import Cluster, ClusterError  # noqa: PLC0415 - loads slowly
+    from exporter.runner import Exporter  # noqa: PLC0415
+
     repo = _require_repo(settings)
     hpa_index = HpaIndex()
     pipeline = make_pipeline(settings, hpa_index=hpa_index)
@@ -386,6 +456,20 @@ def _point(reader: BranchReader, args: argparse.Namespace) -> TreeAt:
 
 
 def _diff(args: argparse.Namespace, settings: Settings) -> int:
+    from exporter.cluster import (  # noqa: PLC0415 - the API client loads slowly
+        Cluster,
+        ClusterError,
+        KubeconfigError,
+        Unauthorized,
+    )
+    from exporter.diff import (  # noqa: PLC0415
+        EXIT_INCOMPLETE,
+        diff_live,
+        diff_points,
+        render_json,
+        render_text,
+    )
+
     repo = _require_repo(settings)
     scope = Scope(tuple(args.namespace), tuple(args.type))
     if args.refs and (len(args.refs) != 2 or args.ref or args.at):
@@ -439,6 +523,18 @@ def _first_leaf(group: BaseExceptionGroup[Exception]) -> Exception:
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
+class _NeverRaised(Exception):
+    """Stands in for the API client's errors in a command that never loaded the client."""
+
+
+def _api_error(name: str) -> type[Exception]:
+    """An error class of :mod:`exporter.cluster`, without loading the slow API client for
+    commands that do not talk to the cluster (``log``, ``who``: their start time counts)."""
+    module = sys.modules.get("exporter.cluster")
+    error: type[Exception] = getattr(module, name) if module is not None else _NeverRaised
+    return error
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -455,16 +551,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         ConfigError,
         InputError,
         UserError,
-        KubeconfigError,
+        _api_error("KubeconfigError"),
         SigningKeyError,
         PointNotFound,
+        HistoryError,
     ) as error:
         print(f"kube2git: error: {error}", file=sys.stderr)  # noqa: T201
         return EXIT_USAGE
-    except Unauthorized as error:
+    except _api_error("Unauthorized") as error:
         print(f"kube2git: error: credentials rejected (expired?): {error}", file=sys.stderr)  # noqa: T201
         return EXIT_USAGE
-    except (ClusterError, GitStoreError) as error:
+    except (_api_error("ClusterError"), GitStoreError) as error:
         print(f"kube2git: error: {error}", file=sys.stderr)  # noqa: T201
         return EXIT_FAILURE
     except TimeoutError:
