@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import urllib.parse
@@ -27,6 +28,10 @@ _MAX_DEPTH = 3
 _MAX_DECODED = 1 << 20
 """Bytes one text may expand to when its layers are undone; past that it is not checked."""
 _BASE64_TOKEN = re.compile(rb"[A-Za-z0-9+/_-]{12,}={0,2}")
+_PLAIN_TEXT = re.compile(rb"[A-Za-z0-9._~-]*")
+"""Bytes that JSON escaping and percent-encoding leave as they are."""
+_TEXT = re.compile(rb"[\t\n\r\x20-\x7e]*")
+"""Printable ASCII: a decoded layer worth decoding further."""
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 _ZLIB_HEADERS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
 _OBJECT_KEYS = frozenset({"apiVersion", "kind", "data", "stringData", "metadata"})
@@ -45,6 +50,8 @@ def encodings_of(value: bytes) -> set[bytes]:
     urlsafe = base64.urlsafe_b64encode(value)
     forms |= {standard, standard.rstrip(b"="), urlsafe, urlsafe.rstrip(b"=")}
     forms |= {value.hex().encode(), value.hex().upper().encode()}
+    if _PLAIN_TEXT.fullmatch(value):
+        return forms  # escaping and quoting leave it as it is
     try:
         text = value.decode()
     except UnicodeDecodeError:
@@ -78,10 +85,8 @@ class ValueCopies:
 
     def __call__(self, text: str) -> bool:
         """True when ``text`` holds a value, an object, or more than can be checked."""
-        try:
-            return any(self._suspect(layer) for layer in _layers(text.encode(), _MAX_DEPTH))
-        except TooLarge:
-            return True
+        layers = _cached_layers(text) if len(text) <= _CACHED_TEXT else _all_layers(text)
+        return layers is None or any(self._suspect(layer) for layer in layers)
 
     def _suspect(self, layer: bytes) -> bool:
         return any(needle in layer for needle in self._needles) or _is_object(layer)
@@ -102,6 +107,28 @@ def _is_object(layer: bytes) -> bool:
     return any(isinstance(item, dict) and _OBJECT_KEYS & item.keys() for item in items)
 
 
+_MIN_BINARY = 16
+"""Decoded bytes that are neither text nor compressed are looked at from this length on:
+shorter ones are what an ordinary word (``release-name``) decodes to as base64."""
+
+_CACHED_TEXT = 256
+"""Texts up to this length have their layers cached: label and annotation keys and short
+values repeat across Secrets, and decoding them is the costly part."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_layers(text: str) -> tuple[bytes, ...] | None:
+    return _all_layers(text)
+
+
+def _all_layers(text: str) -> tuple[bytes, ...] | None:
+    """Every layer of ``text``, or ``None`` when it expands past the budget."""
+    try:
+        return tuple(_layers(text.encode(), _MAX_DEPTH))
+    except TooLarge:
+        return None
+
+
 def _layers(data: bytes, depth: int, budget: list[int] | None = None) -> Iterator[bytes]:
     """``data``, then what its base64 tokens and compressed streams decode to, recursively."""
     budget = budget if budget is not None else [_MAX_DECODED]
@@ -112,7 +139,21 @@ def _layers(data: bytes, depth: int, budget: list[int] | None = None) -> Iterato
         budget[0] -= len(decoded)
         if budget[0] < 0:
             raise TooLarge
-        yield from _layers(decoded, depth - 1, budget)
+        if _worth_decoding(decoded):
+            yield from _layers(decoded, depth - 1, budget)
+        elif len(decoded) >= _MIN_BINARY:
+            yield decoded  # bytes, not text: looked at, not decoded further
+
+
+def _worth_decoding(data: bytes) -> bool:
+    """Text or a compressed stream; random bytes (what an ordinary word decodes to) are not."""
+    if data.startswith(_GZIP_MAGIC) or data[:2] in _ZLIB_HEADERS or _GZIP_MAGIC in data:
+        return True
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return False
+    return text.isprintable() or bool(_TEXT.fullmatch(data))
 
 
 def _decodings(data: bytes) -> Iterator[bytes]:

@@ -211,10 +211,14 @@ def _raw(field: str, value: str) -> bytes:
 
 
 def _values_for_search(body: Body) -> Iterator[bytes]:
-    """Every value, as written and decoded, including those of a wrong shape."""
-    for field in VALUE_FIELDS:
-        for text in _strings(body.get(field)):
-            yield text.encode()
+    """Every value (decoded: its base64 is among the forms looked for), including those of a
+    wrong shape and those of fields that a Secret does not have."""
+    for field, node in body.items():
+        if field in ("apiVersion", "kind", "metadata") or (
+            field == "type" and isinstance(node, str)
+        ):
+            continue
+        for text in _strings(node):
             yield _raw(field, text)
 
 
@@ -242,11 +246,11 @@ def _reduce_to_secret_shape(body: Body) -> None:
     if not isinstance(body.get("immutable", False), bool):
         del body["immutable"]
     for field in VALUE_FIELDS:
-        values = body.get(field)
-        if values is None:
+        if field not in body:
             continue
+        values = body[field]
         if not isinstance(values, dict):
-            del body[field]
+            del body[field]  # null, a list, a string...: nothing of it is kept
             continue
         body[field] = {
             key: value

@@ -418,3 +418,70 @@ def test_a_16_byte_fingerprint_key_is_accepted(tmp_path: Path) -> None:
     objects = tmp_path / "in.yaml"
     objects.write_text("kind: Secret\napiVersion: v1\nmetadata: {name: a}\ndata: {p: aGk=}\n")
     assert main(["normalize", str(objects), "--config", str(config)]) == 0
+
+
+def _leaves(node: object) -> list[str]:
+    """String values (not keys: a Secret's keys are kept), however deep."""
+    if isinstance(node, dict):
+        return [leaf for value in node.values() for leaf in _leaves(value)]
+    if isinstance(node, list):
+        return [leaf for item in node for leaf in _leaves(item)]
+    return [node] if isinstance(node, str) else []
+
+
+_MARKERS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=8, max_size=16).map(
+    lambda s: "zq" + s
+)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | _MARKERS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_MARKERS, inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@given(
+    data=_JSON,
+    string_data=_JSON,
+    extra=st.dictionaries(st.sampled_from(["spec", "extra", "type", "immutable"]), _JSON),
+    copy_into=st.sampled_from(["label", "annotation", "label-key", "nowhere"]),
+    encoding=st.sampled_from(sorted(ENCODINGS)),
+    mode=st.sampled_from(MODES),
+)
+def test_whatever_a_secret_holds_no_value_reaches_the_output(
+    *,
+    data: object,
+    string_data: object,
+    extra: dict[str, object],
+    copy_into: str,
+    encoding: str,
+    mode: tuple[SecretMode, bytes],
+) -> None:
+    """Values of any shape, copied anywhere in metadata: none is in the output, in any form."""
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s", "namespace": "shop", "labels": {}, "annotations": {}},
+        "data": data,
+        "stringData": string_data,
+        **extra,
+    }
+    kept_as_type = extra.get("type") if isinstance(extra.get("type"), str) else None
+    planted = [
+        s for s in _leaves([data, string_data, extra]) if s.startswith("zq") and s != kept_as_type
+    ]
+    if planted and copy_into != "nowhere":
+        copy = ENCODINGS[encoding](planted[0])
+        if copy_into == "label":
+            body["metadata"]["labels"]["copy"] = copy
+        elif copy_into == "annotation":
+            body["metadata"]["annotations"]["copy"] = f"({copy})"
+        else:
+            body["metadata"]["labels"][copy] = "x"
+    secret_mode, key = mode
+    pipeline = build_pipeline(Policy(secrets=SecretPolicy(mode=secret_mode)), fingerprint_key=key)
+    result = pipeline(body)
+    assert not isinstance(result, Skip)
+    text = json.dumps(result)
+    for value in planted:
+        assert value not in text
+        assert _b64(value)[:-4] not in text
