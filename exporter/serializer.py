@@ -251,3 +251,26 @@ def dump(obj: Mapping[str, Any]) -> str:
 def dump_bytes(obj: Mapping[str, Any]) -> bytes:
     """:func:`dump` as UTF-8 bytes: the content of the object's file in the repository."""
     return dump(obj).encode("utf-8", "surrogatepass")
+
+
+def file_order(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``obj`` whose mappings iterate in the order :func:`dump` writes their keys.
+
+    A SOPS MAC hashes the values in file order: :mod:`exporter.sops` walks this copy.
+    """
+    out: dict[str, Any] = {}
+    for key in sorted(obj, key=_TOP_KEY):
+        value = obj[key]
+        if key == "metadata" and type(value) is dict:
+            out[key] = {k: _in_order(value[k]) for k in sorted(value, key=_METADATA_KEY)}
+        else:
+            out[key] = _in_order(value)
+    return out
+
+
+def _in_order(value: Any) -> Any:
+    if type(value) is dict:
+        return {key: _in_order(value[key]) for key in sorted(value)}
+    if type(value) is list:
+        return [_in_order(item) for item in value]
+    return value

@@ -20,6 +20,7 @@ import yaml
 from exporter.attribution import Actor, ChangeKind
 from exporter.layout import ObjectKey
 from exporter.messages import AuditUser, FieldManager, Gap
+from exporter.sops import FINGERPRINT_ANNOTATION, METADATA_KEY
 
 Action = Literal["added", "modified", "deleted"]
 PathToken = str | int
@@ -82,6 +83,16 @@ def changed_paths(old: Any, new: Any) -> list[FieldPath]:
                 seen.add(path)
                 paths.append(path)
     return paths
+
+
+_SOPS_FINGERPRINT: FieldPath = ("metadata", "annotations", FINGERPRINT_ANNOTATION)
+
+
+def noteworthy(paths: Sequence[FieldPath]) -> list[FieldPath]:
+    """The paths a reader cares about: without the bookkeeping of a SOPS-encrypted Secret
+    (its ``sops`` block's MAC and ``lastmodified``, the fingerprint of the plain Secret),
+    which changes along with any value, so a message names ``.data.password`` alone."""
+    return [p for p in paths if p[:1] != (METADATA_KEY,) and p != _SOPS_FINGERPRINT]
 
 
 def _split_pointer(pointer: str) -> list[str]:

@@ -41,6 +41,7 @@ from exporter.gitstore.message import (
     changed_paths,
     format_path,
     load_yaml,
+    noteworthy,
     responsible_for_body,
     responsible_for_paths,
 )
@@ -501,7 +502,7 @@ class GitStore:
         try:
             blob = self._repo[old]
             assert isinstance(blob, pygit2.Blob)
-            paths = changed_paths(load_yaml(blob.data), _plain(change.body))
+            paths = noteworthy(changed_paths(load_yaml(blob.data), _plain(change.body)))
         except Exception as exc:  # noqa: BLE001 - an unreadable old file only costs the diff
             log.warning("gitstore.diff_failed", path=change.key.path, error=str(exc))
             paths = []

@@ -1,0 +1,198 @@
+"""The SOPS stage: no churn across batches and restarts, a change touches only its value."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.serializer import dump_bytes
+from exporter.sops import FINGERPRINT_ANNOTATION
+from exporter.sops.format import load, open_document, parse_identities
+from exporter.sops.sealer import SecretSealer
+from filters.sealed import Unsealed
+from tests.gitstore.conftest import git
+from tests.sops.conftest import AgeKeyPair, Sops, make_key_pair
+from tests.sops.test_format import secret_body
+
+PATH = "namespaces/shop/secrets/db.yaml"
+FINGERPRINT_KEY = b"0123456789abcdef0123456789abcdef"
+
+
+class Branch:
+    """The files of a branch, as the git store would return them, and a clock that ticks a
+    second per reading (the time goes on across restarts)."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self._ticks = itertools.count()
+
+    def clock(self) -> str:
+        tick = next(self._ticks)
+        return f"2026-12-01T20:{tick // 60:02d}:{tick % 60:02d}Z"
+
+    def read(self, path: str) -> bytes | None:
+        return self.files.get(path)
+
+
+def unsealed(body: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a Secret as the filters hand it over in sops mode."""
+    body = copy.deepcopy(body)
+    for field in ("data", "stringData"):
+        if field in body:
+            body[field] = {key: Unsealed(value) for key, value in body[field].items()}
+    return body
+
+
+def make_sealer(branch: Branch, key: AgeKeyPair, **options: Any) -> SecretSealer:
+    return SecretSealer(
+        recipients=options.pop("recipients", [key.recipient]),
+        fingerprint_key=FINGERPRINT_KEY,
+        previous=branch.read,
+        clock=branch.clock,
+        **options,
+    )
+
+
+def commit(branch: Branch, sealer: SecretSealer, body: dict[str, Any]) -> bytes:
+    """Seal ``body`` as the exporter does and put the file on the branch."""
+    content = dump_bytes(sealer(PATH, unsealed(body)))
+    branch.files[PATH] = content
+    return content
+
+
+def changed_lines(old: bytes, new: bytes) -> list[str]:
+    diff = difflib.unified_diff(old.decode().splitlines(), new.decode().splitlines(), n=0)
+    return [line for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+
+
+def _open(content: bytes, key: AgeKeyPair) -> dict[str, Any]:
+    identities = parse_identities(key.identity_file.read_text(), "key")
+    return open_document(load(content), identities)
+
+
+def test_the_file_decrypts_with_sops_to_the_secret(
+    sops: Sops, age_key: AgeKeyPair, tmp_path: Path
+) -> None:
+    content = commit(Branch(), make_sealer(Branch(), age_key), secret_body())
+    assert b"aHVudGVyMg==" not in content
+    encrypted = tmp_path / "db.yaml"
+    encrypted.write_bytes(content)
+    plain = yaml.safe_load(sops("--decrypt", encrypted, identity=age_key.identity_file).stdout)
+    annotations = plain["metadata"].pop("annotations")
+    assert plain == secret_body()
+    assert annotations[FINGERPRINT_ANNOTATION].startswith("hmac-sha256:")
+
+
+def test_an_unchanged_secret_keeps_its_bytes_across_batches_and_restarts(
+    age_key: AgeKeyPair,
+) -> None:
+    branch = Branch()
+    first = commit(branch, make_sealer(branch, age_key), secret_body())
+    sealer = make_sealer(branch, age_key)  # a restart: nothing in memory
+    assert commit(branch, sealer, secret_body()) == first
+    assert commit(branch, sealer, secret_body()) == first  # and the next batch
+
+
+def test_a_changed_value_changes_its_ciphertext_the_mac_and_nothing_else(
+    age_key: AgeKeyPair,
+) -> None:
+    branch = Branch()
+    sealer = make_sealer(branch, age_key)
+    first = commit(branch, sealer, secret_body())
+    changed = secret_body()
+    changed["data"]["password"] = "bmV3LXBhc3N3b3Jk"
+    second = commit(branch, sealer, changed)
+    touched = {line[1:].split(":")[0].strip() for line in changed_lines(first, second)}
+    assert touched == {"password", "lastmodified", "mac", FINGERPRINT_ANNOTATION}
+    assert _open(second, age_key)["data"] == changed["data"]
+
+
+def test_after_a_restart_a_change_draws_a_new_data_key_unless_an_identity_opens_the_old(
+    age_key: AgeKeyPair,
+) -> None:
+    changed = secret_body()
+    changed["data"]["password"] = "bmV3LXBhc3N3b3Jk"
+
+    branch = Branch()
+    first = commit(branch, make_sealer(branch, age_key), secret_body())
+    blind = commit(branch, make_sealer(branch, age_key), changed)
+    assert "user" in " ".join(changed_lines(first, blind))  # every value re-encrypted
+    assert _open(blind, age_key)["data"] == changed["data"]
+
+    branch = Branch()
+    first = commit(branch, make_sealer(branch, age_key), secret_body())
+    identities = parse_identities(age_key.identity_file.read_text(), "key")
+    sighted = commit(branch, make_sealer(branch, age_key, identities=identities), changed)
+    touched = {line[1:].split(":")[0].strip() for line in changed_lines(first, sighted)}
+    assert touched == {"password", "lastmodified", "mac", FINGERPRINT_ANNOTATION}
+
+
+def test_new_recipients_apply_to_changed_secrets_only(age_key: AgeKeyPair, tmp_path: Path) -> None:
+    branch = Branch()
+    sealer = make_sealer(branch, age_key)
+    first = commit(branch, sealer, secret_body())
+    other = make_key_pair(tmp_path, "other")
+    moved = make_sealer(branch, age_key, recipients=[other.recipient])
+    assert commit(branch, moved, secret_body()) == first
+    changed = secret_body()
+    changed["data"]["user"] = "cm9vdA=="
+    second = commit(branch, moved, changed)
+    assert _open(second, other)["data"] == changed["data"]
+    assert age_key.recipient not in second.decode()
+
+
+def test_a_label_change_keeps_the_ciphertexts(age_key: AgeKeyPair) -> None:
+    branch = Branch()
+    sealer = make_sealer(branch, age_key)
+    first = commit(branch, sealer, secret_body())
+    relabelled = secret_body()
+    relabelled["metadata"]["labels"]["tier"] = "backend"
+    second = commit(branch, sealer, relabelled)
+    touched = {line[1:].split(":")[0].strip() for line in changed_lines(first, second)}
+    assert touched == {"tier", "lastmodified", "mac", FINGERPRINT_ANNOTATION}
+
+
+def test_an_unsealed_value_can_never_be_written_in_clear() -> None:
+    with pytest.raises(TypeError, match="cannot serialize Unsealed"):
+        dump_bytes(unsealed(secret_body()))
+    assert "aHVudGVyMg==" not in repr(unsealed(secret_body()))
+
+
+def test_bad_recipients_and_missing_keys_are_refused(age_key: AgeKeyPair) -> None:
+    with pytest.raises(ValueError, match="at least one age recipient"):
+        make_sealer(Branch(), age_key, recipients=[])
+    with pytest.raises(Exception, match="not an age recipient"):
+        make_sealer(Branch(), age_key, recipients=["age1nope"])
+
+
+def test_the_commit_names_the_changed_key_and_no_value(age_key: AgeKeyPair, tmp_path: Path) -> None:
+    """Through the real git store: the sealer reads the branch, the message names the key."""
+    from exporter.gitstore import GitStore
+    from exporter.layout import ObjectKey
+    from exporter.messages import Upsert
+
+    key = ObjectKey("", "secrets", "shop", "db")
+    changed = secret_body()
+    changed["data"]["password"] = "bmV3LXBhc3N3b3Jk"
+    with GitStore(tmp_path / "backup.git") as store:
+        sealer = SecretSealer(
+            recipients=[age_key.recipient], fingerprint_key=FINGERPRINT_KEY, previous=store.read
+        )
+        for body in (secret_body(), secret_body(), changed):
+            sealed = sealer(key.path, unsealed(body))
+            info = store.commit([Upsert(key, "Secret", dump_bytes(sealed), sealed)])
+            if body is not changed:
+                continue
+            assert info is not None
+            assert info.message.splitlines()[2:4] == [
+                "modified Secret shop/db",
+                "  .data.password",
+            ]
+            assert "bmV3" not in info.message
+    assert git("rev-list", "--count", "kube2git", cwd=tmp_path / "backup.git").strip() == "2"
