@@ -24,6 +24,7 @@ from exporter import __version__
 from exporter.config import (
     ConfigError,
     Settings,
+    load_identities,
     load_settings,
     make_pipeline,
     override,
@@ -47,10 +48,14 @@ from exporter.history import (
     who,
     window,
 )
+from exporter.layout import ObjectKey
 from exporter.logs import configure_logging
-from exporter.messages import Change, capture_gap, observed_after_gap
+from exporter.messages import Change, Upsert, capture_gap, observed_after_gap
 from exporter.normalize import InputError, normalize, write_stream, write_tree
 from exporter.scope import Scope
+from exporter.serializer import dump_bytes
+from exporter.sops.format import SopsError, parse_recipient
+from exporter.sops.sealer import rekey
 from exporter.version import build_commit, version_line
 from filters import HpaIndex
 
@@ -251,6 +256,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--manual", action="store_true", help="only manual changes (Change-Kind: manual)"
     )
     who_cmd.set_defaults(handler=_who)
+
+    rekey = commands.add_parser(
+        "rekey",
+        help="re-encrypt the branch's SOPS Secrets for the configured recipients, one commit",
+        description=(
+            "Decrypt every SOPS-encrypted Secret on the backup branch with the age identity "
+            "(filters.secrets.age_identity_file, else SOPS_AGE_KEY_FILE), check its MAC, and "
+            "encrypt it again under a new data key for filters.secrets.age_recipients, all in "
+            "one commit. Stop the exporter of that repository first (or rekey a clone and "
+            "push: the exporter replays its own commits on top)."
+        ),
+    )
+    _add_setting_flags(rekey, "--repo", "--branch")
+    _add_config(rekey)
+    rekey.set_defaults(handler=_rekey)
     return parser
 
 
@@ -324,9 +344,30 @@ def _who(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+class _BranchFiles:
+    """The branch's files, for the SOPS stage to keep unchanged Secrets' bytes; readable once
+    the store is open (the pipeline is built first, so a bad config creates no repository)."""
+
+    def __init__(self) -> None:
+        self.store: GitStore | None = None
+
+    def __call__(self, path: str) -> bytes | None:
+        return None if self.store is None else self.store.read(path)
+
+
+def _out_files(out: str | None) -> Callable[[str], bytes | None]:
+    """``normalize --out DIR``: the files already there play the branch's part."""
+
+    def read(path: str) -> bytes | None:
+        target = Path(out or "") / path
+        return target.read_bytes() if out and target.is_file() else None
+
+    return read
+
+
 def _normalize(args: argparse.Namespace, settings: Settings) -> int:
     hpa_index = HpaIndex()
-    pipeline = make_pipeline(settings, hpa_index=hpa_index)
+    pipeline = make_pipeline(settings, hpa_index=hpa_index, previous=_out_files(args.out))
     results, summary = normalize(args.files or ["-"], pipeline=pipeline, hpa_index=hpa_index)
     if args.out:
         write_tree(results, Path(args.out))
@@ -371,9 +412,10 @@ def _snapshot(_args: argparse.Namespace, settings: Settings) -> int:
 
     repo = _require_repo(settings)
     hpa_index = HpaIndex()
-    pipeline = make_pipeline(settings, hpa_index=hpa_index)
+    branch = _BranchFiles()
+    pipeline = make_pipeline(settings, hpa_index=hpa_index, previous=branch)
     progress = _ProgressLine(sys.stderr) if sys.stderr.isatty() else None
-    store = GitStore(repo, settings=settings.git, audit=settings.audit)
+    store = branch.store = GitStore(repo, settings=settings.git, audit=settings.audit)
     try:
         index = store.index()
 
@@ -410,8 +452,9 @@ def _run(_args: argparse.Namespace, settings: Settings) -> int:
 
     repo = _require_repo(settings)
     hpa_index = HpaIndex()
-    pipeline = make_pipeline(settings, hpa_index=hpa_index)
-    store = GitStore(repo, settings=settings.git, audit=settings.audit)
+    branch = _BranchFiles()
+    pipeline = make_pipeline(settings, hpa_index=hpa_index, previous=branch)
+    store = branch.store = GitStore(repo, settings=settings.git, audit=settings.audit)
     structlog.get_logger("kube2git").info("starting", version=__version__, commit=build_commit())
 
     async def follow() -> None:
@@ -509,6 +552,51 @@ def _diff(args: argparse.Namespace, settings: Settings) -> int:
         colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         render_text(result, sys.stdout, colour=colour)
     return result.exit_code()
+
+
+def _rekey(_args: argparse.Namespace, settings: Settings) -> int:
+    repo = _require_repo(settings)
+    recipients = settings.filters.secrets.age_recipients
+    if not recipients:
+        raise UserError("filters.secrets.age_recipients: rekey needs the recipients (age1...)")
+    for recipient in recipients:
+        try:
+            parse_recipient(recipient)
+        except SopsError as error:
+            raise UserError(f"filters.secrets.age_recipients: {error}") from None
+    identities = load_identities(settings, required=True)
+    store = GitStore(repo, settings=settings.git, audit=settings.audit)
+    try:
+        changes: list[Change] = []
+        for path in sorted(store.index()):
+            key = secret_key(path)
+            content = store.read(path) if key is not None else None
+            if key is None or content is None:
+                continue
+            try:
+                document = rekey(content, identities=identities, recipients=recipients)
+            except SopsError as error:
+                raise UserError(f"{path}: {error}") from None
+            if document is not None:
+                changes.append(Upsert(key, "Secret", dump_bytes(document), document))
+        info = store.commit(changes)
+    finally:
+        store.close()
+    outcome = f"commit {info.id[:12]}" if info else "no commit"
+    print(  # noqa: T201
+        f"kube2git rekey: {len(changes)} Secrets re-encrypted for "
+        f"{len(recipients)} recipients; {outcome}"
+    )
+    return EXIT_OK
+
+
+def secret_key(path: str) -> ObjectKey | None:
+    """The key of a Secret's file on the branch; ``None`` for any other path."""
+    try:
+        key = ObjectKey.from_path(path)
+    except ValueError:
+        return None
+    return key if (key.group, key.resource) == ("", "secrets") else None
 
 
 def _first_leaf(group: BaseExceptionGroup[Exception]) -> Exception:

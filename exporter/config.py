@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 from exporter.attribution import AuditSettings
 from exporter.gitstore.settings import GitSettings
+from exporter.sops.format import SopsError, SopsKeyError, parse_identities
+from exporter.sops.sealer import PreviousFile, SecretSealer
 from exporter.untrusted import InputError, json_shaped, load_yaml, read_text
 from filters import HpaIndex, Pipeline, build_pipeline
 from filters.policy import Policy, SecretMode
@@ -494,10 +496,17 @@ def _reason(error: BaseException) -> str:
     return str(error)
 
 
-def make_pipeline(settings: Settings, *, hpa_index: HpaIndex) -> Pipeline:
-    """The filter pipeline of the settings; bad patterns are a configuration error."""
+def make_pipeline(
+    settings: Settings, *, hpa_index: HpaIndex, previous: PreviousFile | None = None
+) -> Pipeline:
+    """The filter pipeline of the settings; bad patterns are a configuration error.
+
+    In ``sops`` mode the SOPS stage ends the pipeline; ``previous`` reads a Secret's file on
+    the branch (without it, every Secret is encrypted afresh).
+    """
+    secrets = settings.filters.secrets
     key = b""
-    key_file = settings.filters.secrets.fingerprint_key_file
+    key_file = secrets.fingerprint_key_file
     if key_file:
         try:
             key = Path(key_file).read_bytes().strip()
@@ -506,7 +515,7 @@ def make_pipeline(settings: Settings, *, hpa_index: HpaIndex) -> Pipeline:
                 f"{key_file}: cannot read fingerprint key: {error.strerror}"
             ) from None
         if (
-            settings.filters.secrets.mode is SecretMode.FINGERPRINT
+            secrets.mode in (SecretMode.FINGERPRINT, SecretMode.SOPS)
             and len(key) < MIN_FINGERPRINT_KEY
         ):
             raise ConfigError(
@@ -514,6 +523,57 @@ def make_pipeline(settings: Settings, *, hpa_index: HpaIndex) -> Pipeline:
                 f"at least {MIN_FINGERPRINT_KEY} bytes are needed"
             )
     try:
-        return build_pipeline(settings.filters, hpa_index=hpa_index, fingerprint_key=key)
+        pipeline = build_pipeline(settings.filters, hpa_index=hpa_index, fingerprint_key=key)
     except ValueError as error:
         raise ConfigError(f"filters: {error}") from None
+    if secrets.mode is SecretMode.SOPS:
+        pipeline = Pipeline([*pipeline.filters, _sealer(settings, key, previous)])
+    return pipeline
+
+
+def _sealer(settings: Settings, key: bytes, previous: PreviousFile | None) -> SecretSealer:
+    secrets = settings.filters.secrets
+    if not secrets.age_recipients:
+        raise ConfigError(
+            "filters.secrets.age_recipients: sops mode needs at least one age recipient (age1...)"
+        )
+    if not key:
+        raise ConfigError(
+            "filters.secrets.fingerprint_key_file: sops mode needs a fingerprint key file "
+            f"({MIN_FINGERPRINT_KEY}+ random bytes) to tell unchanged Secrets"
+        )
+    identities = load_identities(settings, required=False)
+    try:
+        return SecretSealer(
+            recipients=secrets.age_recipients,
+            fingerprint_key=key,
+            previous=previous or _no_previous_file,
+            identities=identities,
+        )
+    except SopsError as error:
+        raise ConfigError(f"filters.secrets.age_recipients: {error}") from None
+
+
+def _no_previous_file(_path: str) -> None:
+    return None
+
+
+def load_identities(settings: Settings, *, required: bool) -> list[Any]:
+    """The age identities to decrypt with: ``filters.secrets.age_identity_file``, else the
+    file ``$SOPS_AGE_KEY_FILE`` names (as sops reads it); none when neither is set."""
+    path = settings.filters.secrets.age_identity_file or os.environ.get("SOPS_AGE_KEY_FILE", "")
+    if not path:
+        if required:
+            raise ConfigError(
+                "no age identity to decrypt with: set filters.secrets.age_identity_file "
+                "or SOPS_AGE_KEY_FILE"
+            )
+        return []
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read age identity file: {_reason(error)}") from None
+    try:
+        return parse_identities(text, path)
+    except SopsKeyError as error:
+        raise ConfigError(str(error)) from None

@@ -23,6 +23,9 @@ class SecretMode(Enum):
     """Keys kept, values replaced by keyed HMAC-SHA256 fingerprints: a change is visible."""
     SKIP = "skip"
     """Secrets are not recorded at all."""
+    SOPS = "sops"
+    """Values encrypted in SOPS's own format for the ``age_recipients``, which ``sops``, Flux
+    and ``kube2git restore`` decrypt; an unchanged Secret keeps its bytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +76,7 @@ class SecretPolicy:
     """How Secrets and binary ConfigMap data are kept out of Git."""
 
     mode: SecretMode = SecretMode.REDACT
-    """``redact``, ``fingerprint`` or ``skip``."""
+    """``redact``, ``fingerprint``, ``skip`` or ``sops``."""
     skip_types: tuple[str, ...] = field(
         default=("kubernetes.io/service-account-token", "helm.sh/release.v1"),
         metadata=EXTENDS_DEFAULT,
@@ -84,8 +87,17 @@ class SecretPolicy:
     ``sh.helm.release.v1.*``, labelled ``owner=helm``) and Helm 2 (labelled ``OWNER=TILLER``):
     they hold the chart's values and rendered Secrets."""
     fingerprint_key_file: str = ""
-    """File holding the HMAC key for ``fingerprint`` mode (required in that mode; at least 16
-    bytes, surrounding whitespace ignored)."""
+    """File holding the HMAC key for ``fingerprint`` mode, and for ``sops`` mode's keyed
+    fingerprint that tells an unchanged Secret without its plaintext (required in both modes;
+    at least 16 bytes, surrounding whitespace ignored)."""
+    age_recipients: tuple[str, ...] = ()
+    """age public keys (``age1...``) that ``sops`` mode encrypts for (required in that mode);
+    each recipient's identity alone decrypts. Public keys only: nothing here can decrypt."""
+    age_identity_file: str = ""
+    """age identity file (``AGE-SECRET-KEY-1...`` lines, as ``age-keygen`` writes) that
+    ``restore``, ``diff`` and ``rekey`` decrypt with; empty: the ``SOPS_AGE_KEY_FILE``
+    environment variable, as sops reads it. Optional for ``run``: with it, the first change of
+    a Secret after a restart re-encrypts only that value instead of the whole Secret."""
     configmap_binary_fingerprints: bool = True
     """Replace ConfigMap ``binaryData`` values by SHA-256 fingerprints."""
 

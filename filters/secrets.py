@@ -5,7 +5,8 @@ defines (``data`` and ``stringData`` maps of strings; anything else there, or an
 top-level field, is dropped), then drops every label and annotation that copies a value or
 the applied object (whatever the configured drop lists say), and only then hands the Secret
 to the mode's :class:`Treatment`, which replaces the values: ``redact`` empties them,
-``fingerprint`` puts a keyed HMAC bound to the Secret and key in their place. Helm releases
+``fingerprint`` puts a keyed HMAC bound to the Secret and key in their place, ``sops`` wraps
+them for the exporter's SOPS stage to encrypt (:mod:`filters.sealed`). Helm releases
 (ConfigMap- or Secret-backed, Helm 3 or Helm 2) and service-account tokens are skipped.
 ConfigMap ``binaryData`` becomes SHA-256 fingerprints, which keeps large blobs out of history.
 """
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 from filters.base import Body, Skip, glob, group_of
 from filters.copies import ValueCopies
 from filters.policy import SecretMode
+from filters.sealed import Unsealed
 
 REDACTED_ANNOTATION = "kube2git.io/secret-values"
 """Set on every recorded Secret to say how its values were treated."""
@@ -167,10 +169,25 @@ class Fingerprint:
         return "hmac-sha256:" + hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
 
 
+class SealForSops:
+    """Every value is handed to the exporter's SOPS stage as :class:`~filters.sealed.Unsealed`,
+    which only that stage can turn into text (as ciphertext)."""
+
+    mode = SecretMode.SOPS
+
+    def __call__(self, secret: Body) -> Body:
+        for field in VALUE_FIELDS:
+            if field in secret:
+                secret[field] = {key: Unsealed(value) for key, value in secret[field].items()}
+        return secret
+
+
 def treatment_for(mode: SecretMode, fingerprint_key: bytes = b"") -> Treatment | None:
     """The treatment of ``mode``; ``None`` for ``skip`` (Secrets are not recorded)."""
     if mode is SecretMode.SKIP:
         return None
+    if mode is SecretMode.SOPS:
+        return SealForSops()
     if mode is SecretMode.FINGERPRINT:
         if not fingerprint_key:
             raise ValueError("secret fingerprint mode needs a fingerprint key")

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from exporter.layout import ObjectKey
 from exporter.serializer import dump_bytes, file_order
 from exporter.sops import FINGERPRINT_ANNOTATION
 from exporter.sops.format import (
@@ -84,8 +85,20 @@ class SecretSealer:
         self._new_data_key = new_data_key
         self._data_keys: dict[str, tuple[tuple[AgeKey, ...], bytes]] = {}
 
-    def __call__(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """The document to write at ``path`` for ``body``; a body with nothing unsealed as is."""
+    def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The last step of the filter pipeline: a Secret's document at its file's path."""
+        if not has_unsealed(body):
+            return body
+        metadata = body.get("metadata") or {}
+        key = ObjectKey("", "secrets", metadata.get("namespace"), str(metadata.get("name", "")))
+        return self.seal(key.path, body)
+
+    def seal(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The document to write at ``path`` for ``body``; a body with nothing unsealed as is.
+
+        Called on the event loop: reading the previous file waits for a commit in progress
+        (the git store's lock), which is short next to the batching delays.
+        """
         if not has_unsealed(body):
             return body
         plain: dict[str, Any] = unseal(body)

@@ -61,7 +61,7 @@ def make_sealer(branch: Branch, key: AgeKeyPair, **options: Any) -> SecretSealer
 
 def commit(branch: Branch, sealer: SecretSealer, body: dict[str, Any]) -> bytes:
     """Seal ``body`` as the exporter does and put the file on the branch."""
-    content = dump_bytes(sealer(PATH, unsealed(body)))
+    content = dump_bytes(sealer.seal(PATH, unsealed(body)))
     branch.files[PATH] = content
     return content
 
@@ -185,7 +185,7 @@ def test_the_commit_names_the_changed_key_and_no_value(age_key: AgeKeyPair, tmp_
             recipients=[age_key.recipient], fingerprint_key=FINGERPRINT_KEY, previous=store.read
         )
         for body in (secret_body(), secret_body(), changed):
-            sealed = sealer(key.path, unsealed(body))
+            sealed = sealer(unsealed(body))
             info = store.commit([Upsert(key, "Secret", dump_bytes(sealed), sealed)])
             if body is not changed:
                 continue
