@@ -1,3 +1,3 @@
-"""Shared test plumbing: the local control plane fixture (tests/cluster)."""
+"""Shared test plumbing: the local control plane (tests/cluster) and SOPS (tests/sops) fixtures."""
 
-pytest_plugins = ["tests.cluster.fixtures"]
+pytest_plugins = ["tests.cluster.fixtures", "tests.sops.fixtures"]

@@ -174,6 +174,7 @@ class ExporterProcess:
         quiet_period: float = 0.5,
         max_delay: float = 2.0,
         run_config: str = "",
+        extra_config: str = "",
     ) -> None:
         self.repo = repo or tmp_path / "backup.git"
         self.kubeconfig = kubeconfig
@@ -187,6 +188,7 @@ class ExporterProcess:
             .replace("quiet_period: 0.5", f"quiet_period: {quiet_period}")
             .replace("max_delay: 2.0", f"max_delay: {max_delay}")
             .replace("\nrun:\n", "\nrun:\n" + run_config)
+            + extra_config
         )
         self.log = tmp_path / f"run-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None

@@ -15,7 +15,7 @@ from exporter.layout import ObjectKey
 from exporter.messages import Upsert
 from exporter.sops.format import SopsKeyError, load, open_document, parse_identities
 from tests.gitstore.conftest import git
-from tests.sops.conftest import AgeKeyPair, Sops, make_key_pair
+from tests.sops.fixtures import AgeKeyPair, Sops, make_key_pair
 
 SECRET = {
     "apiVersion": "v1",

@@ -22,7 +22,7 @@ from exporter.sops.format import (
     parse_identities,
     wrap_data_key,
 )
-from tests.sops.conftest import AgeKeyPair, make_key_pair
+from tests.sops.fixtures import AgeKeyPair, make_key_pair
 
 LASTMODIFIED = "2026-12-01T20:00:00Z"
 

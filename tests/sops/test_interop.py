@@ -23,7 +23,7 @@ from exporter.sops.format import (
     parse_identities,
     wrap_data_key,
 )
-from tests.sops.conftest import AgeKeyPair, Sops, make_key_pair
+from tests.sops.fixtures import AgeKeyPair, Sops, make_key_pair
 from tests.sops.test_format import seal, secret_body
 
 

@@ -17,7 +17,7 @@ from exporter.sops.format import load, open_document, parse_identities
 from exporter.sops.sealer import SecretSealer
 from filters.sealed import Unsealed
 from tests.gitstore.conftest import git
-from tests.sops.conftest import AgeKeyPair, Sops, make_key_pair
+from tests.sops.fixtures import AgeKeyPair, Sops, make_key_pair
 from tests.sops.test_format import secret_body
 
 PATH = "namespaces/shop/secrets/db.yaml"

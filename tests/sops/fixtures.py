@@ -1,4 +1,5 @@
-"""Fixtures of the SOPS tests: age key pairs, and the real ``sops`` built from its Go module."""
+"""Fixtures of the SOPS tests (a plugin of tests/conftest.py, so integration tests share them):
+age key pairs, and the real ``sops`` built from its Go module."""
 
 from __future__ import annotations
 
