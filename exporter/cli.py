@@ -525,7 +525,9 @@ def _diff(args: argparse.Namespace, settings: Settings) -> int:
         else:
             point = _point(reader, args)
             hpa_index = HpaIndex()
-            pipeline = make_pipeline(settings, hpa_index=hpa_index)
+            pipeline = make_pipeline(
+                settings, hpa_index=hpa_index, previous=point_files(reader, point)
+            )
 
             async def compare() -> DiffResult:
                 async with await Cluster.connect(settings.cluster) as cluster:
@@ -588,6 +590,17 @@ def _rekey(_args: argparse.Namespace, settings: Settings) -> int:
         f"{len(recipients)} recipients; {outcome}"
     )
     return EXIT_OK
+
+
+def point_files(reader: BranchReader, point: TreeAt) -> Callable[[str], bytes | None]:
+    """The files at a point of the backup: what a live Secret is compared with in sops mode
+    (an unchanged Secret then encrypts to that very file)."""
+
+    def read(path: str) -> bytes | None:
+        blob = point.files.get(path)
+        return reader.read(blob) if blob else None
+
+    return read
 
 
 def secret_key(path: str) -> ObjectKey | None:

@@ -21,7 +21,7 @@ from typing import Literal, TextIO
 from exporter.cluster import Cluster
 from exporter.config import Settings
 from exporter.gitstore import BranchReader, GitStore, TreeAt
-from exporter.gitstore.message import changed_paths, format_path, load_yaml
+from exporter.gitstore.message import changed_paths, format_path, load_yaml, noteworthy
 from exporter.messages import Delete, Upsert
 from exporter.scope import Scope
 from exporter.sync import FullSync
@@ -47,7 +47,8 @@ class ObjectDiff:
         """The changed fields of a changed object (``.data.color``); empty otherwise."""
         if self.status != "changed":
             return []
-        return [format_path(p) for p in changed_paths(load_yaml(self.old), load_yaml(self.new))]
+        paths = changed_paths(load_yaml(self.old), load_yaml(self.new))
+        return [format_path(p) for p in noteworthy(paths)]
 
     def unified(self, old_label: str, new_label: str) -> list[str]:
         """The unified diff of the two files, lines without newlines."""

@@ -95,8 +95,9 @@ class SopsIntegrityError(SopsError):
 # -- YAML as sops reads it ---------------------------------------------------------------------
 
 
-class _CoreLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 core scalars, as sops's YAML library reads them.
+class _CoreLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """PyYAML's safe loader (its C parser) with YAML 1.2 core scalars, as sops's YAML library
+    reads them.
 
     PyYAML resolves YAML 1.1 (``yes`` is a boolean, ``2024-01-01`` a date); the MAC covers
     each value's text as sops typed it, so the two readers must agree.
@@ -120,18 +121,18 @@ for _tag, _pattern, _first in _CORE_SCALARS:
     _CoreLoader.add_implicit_resolver(_tag, re.compile(_pattern), [*_first, ""])
 
 
-def _core_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+def _core_int(loader: yaml.BaseLoader, node: yaml.Node) -> int:
     text = str(loader.construct_scalar(cast("yaml.ScalarNode", node)))
     if text.startswith(("0x", "0o")):
         return int(text, 0)
     return int(text, 10)
 
 
-def _core_bool(loader: yaml.SafeLoader, node: yaml.Node) -> bool:
+def _core_bool(loader: yaml.BaseLoader, node: yaml.Node) -> bool:
     return str(loader.construct_scalar(cast("yaml.ScalarNode", node))).lower() == "true"
 
 
-def _core_float(loader: yaml.SafeLoader, node: yaml.Node) -> float:
+def _core_float(loader: yaml.BaseLoader, node: yaml.Node) -> float:
     text = str(loader.construct_scalar(cast("yaml.ScalarNode", node))).lower()
     if text.endswith((".inf", ".nan")):
         return float(text.replace(".", ""))
@@ -146,7 +147,7 @@ _CoreLoader.add_constructor("tag:yaml.org,2002:float", _core_float)
 def load(content: bytes | str) -> Any:
     """Parse a YAML document as sops does: YAML 1.2 core scalars, keys in file order."""
     try:
-        return yaml.load(content, Loader=_CoreLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(content, Loader=_CoreLoader)  # noqa: S506 - a safe loader subclass
     except yaml.YAMLError as error:
         raise SopsFormatError(f"not YAML: {error}") from error
 

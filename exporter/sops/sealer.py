@@ -102,8 +102,11 @@ class SecretSealer:
         if not has_unsealed(body):
             return body
         plain: dict[str, Any] = unseal(body)
-        fingerprint = self.fingerprint(path, plain)
         annotations = plain.setdefault("metadata", {}).setdefault("annotations", {})
+        # A Secret restored from a SOPS file carries the fingerprint it was written with: not
+        # part of what it is, so the same Secret keeps the same fingerprint.
+        annotations.pop(FINGERPRINT_ANNOTATION, None)
+        fingerprint = self.fingerprint(path, plain)
         annotations[FINGERPRINT_ANNOTATION] = fingerprint
         previous = self._previous_document(path)
         if previous is not None and _fingerprint_of(previous) == fingerprint:

@@ -196,3 +196,12 @@ def test_the_commit_names_the_changed_key_and_no_value(age_key: AgeKeyPair, tmp_
             ]
             assert "bmV3" not in info.message
     assert git("rev-list", "--count", "kube2git", cwd=tmp_path / "backup.git").strip() == "2"
+
+
+def test_a_secret_restored_from_its_file_keeps_the_file(age_key: AgeKeyPair) -> None:
+    """Applied back with the annotations the file carries, a Secret encrypts to that file."""
+    branch = Branch()
+    first = commit(branch, make_sealer(branch, age_key), secret_body())
+    restored = _open(first, age_key)
+    assert FINGERPRINT_ANNOTATION in restored["metadata"]["annotations"]
+    assert commit(branch, make_sealer(branch, age_key), restored) == first
