@@ -183,3 +183,21 @@ def rekey(
         age=wrap_data_key(data_key, recipients),
         lastmodified=clock(),
     )
+
+
+def open_secret(secret: Mapping[str, Any], identities: Sequence[Any]) -> dict[str, Any] | str:
+    """A Secret from a SOPS file, decrypted for ``kube2git restore``; or why it cannot be
+    (no identity, none that opens it, a MAC mismatch): a reason that names no value."""
+    if not identities:
+        return (
+            "Secret values are SOPS-encrypted and no age identity was given "
+            "(filters.secrets.age_identity_file or SOPS_AGE_KEY_FILE)"
+        )
+    try:
+        plain = open_document(secret, identities)
+    except SopsError as error:
+        return f"Secret values cannot be decrypted: {error}"
+    annotations = (plain.get("metadata") or {}).get("annotations")
+    if isinstance(annotations, dict):
+        annotations.pop(FINGERPRINT_ANNOTATION, None)  # kube2git's bookkeeping, not the Secret's
+    return plain

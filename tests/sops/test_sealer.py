@@ -14,7 +14,7 @@ import yaml
 from exporter.serializer import dump_bytes
 from exporter.sops import FINGERPRINT_ANNOTATION
 from exporter.sops.format import load, open_document, parse_identities
-from exporter.sops.sealer import SecretSealer
+from exporter.sops.sealer import SecretSealer, open_secret
 from filters.sealed import Unsealed
 from tests.gitstore.conftest import git
 from tests.sops.fixtures import AgeKeyPair, Sops, make_key_pair
@@ -205,3 +205,24 @@ def test_a_secret_restored_from_its_file_keeps_the_file(age_key: AgeKeyPair) -> 
     restored = _open(first, age_key)
     assert FINGERPRINT_ANNOTATION in restored["metadata"]["annotations"]
     assert commit(branch, make_sealer(branch, age_key), restored) == first
+
+
+def test_restore_opens_a_secret_or_says_why_not(age_key: AgeKeyPair, tmp_path: Path) -> None:
+    content = commit(Branch(), make_sealer(Branch(), age_key), secret_body())
+    document = load(content)
+    identities = parse_identities(age_key.identity_file.read_text(), "key")
+    plain = open_secret(document, identities)
+    assert isinstance(plain, dict)
+    assert plain["data"] == secret_body()["data"]
+    assert FINGERPRINT_ANNOTATION not in plain["metadata"].get("annotations", {})
+    assert "no age identity was given" in str(open_secret(document, []))
+    stranger = make_key_pair(tmp_path, "stranger")
+    other = parse_identities(stranger.identity_file.read_text(), "key")
+    reason = open_secret(document, other)
+    assert isinstance(reason, str)
+    assert "none of the age identities" in reason
+    document["data"]["user"] = document["data"]["password"]
+    reason = open_secret(document, identities)
+    assert isinstance(reason, str)
+    assert "does not authenticate" in reason
+    assert "aHVudGVyMg==" not in reason
