@@ -64,6 +64,27 @@ rbac.baseApiGroups and every group in .Capabilities.APIVersions ("apps/v1",
 {{- define "kube2git.configPath" -}}/etc/kube2git/config/config.yaml{{- end -}}
 {{- define "kube2git.credentialsDir" -}}/etc/kube2git/git{{- end -}}
 {{- define "kube2git.repoPath" -}}/data/kube2git.git{{- end -}}
+{{- define "kube2git.fingerprintKeyDir" -}}/etc/kube2git/fingerprint{{- end -}}
+
+{{/*
+The filters.secrets settings of SOPS mode, from .Values.sops; empty when it is off.
+*/}}
+{{- define "kube2git.sopsSecrets" -}}
+{{- with .Values.sops.ageRecipients -}}
+{{- if not $.Values.captureSecrets -}}
+{{- fail "sops.ageRecipients needs captureSecrets: true (without it no Secret is read)" -}}
+{{- end -}}
+{{- if not $.Values.sops.fingerprintKeySecret -}}
+{{- fail "sops.ageRecipients needs sops.fingerprintKeySecret (a Secret with the fingerprint key)" -}}
+{{- end -}}
+{{- range . -}}
+{{- if not (regexMatch "^age1[0-9a-z]+$" .) -}}
+{{- fail (printf "sops.ageRecipients takes age public keys (age1...), never an identity: %q is not one" (trunc 12 .)) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (dict "mode" "sops" "age_recipients" . "fingerprint_key_file" (printf "%s/key" (include "kube2git.fingerprintKeyDir" $))) -}}
+{{- end -}}
+{{- end -}}
 
 {{/*
 kube2git's configuration file: .Values.config with the chart's own settings laid over it.
@@ -88,6 +109,9 @@ kube2git's configuration file: .Values.config with the chart's own settings laid
       "repo" (include "kube2git.repoPath" .)
       "git" (dict "branch" .Values.git.branch "remote" $remote)
       "run" (dict "listen" (printf "0.0.0.0:%d" (int .Values.service.port)) "leader_election" $election) -}}
+{{- with include "kube2git.sopsSecrets" . -}}
+{{- $_ := set $generated "filters" (dict "secrets" (fromYaml .)) -}}
+{{- end -}}
 {{- if not .Values.captureSecrets -}}
 {{- $skip := concat (dig "cluster" "skip_types" list $config) (list "secrets") | uniq -}}
 {{- $_ := set $generated "cluster" (dict "skip_types" $skip) -}}
