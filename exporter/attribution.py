@@ -21,7 +21,17 @@ from dataclasses import dataclass, field
 
 from exporter.messages import AuditUser, FieldManager, Gap
 
-__all__ = ["Actor", "Attribution", "AuditSettings", "Automation", "ChangeKind", "Gap", "identify"]
+__all__ = [
+    "Actor",
+    "Attribution",
+    "AuditSettings",
+    "AuditWebhookError",
+    "AuditWebhookSettings",
+    "Automation",
+    "ChangeKind",
+    "Gap",
+    "identify",
+]
 
 
 class Attribution(enum.Enum):
@@ -76,6 +86,38 @@ DEFAULT_AUTOMATION: tuple[str, ...] = (
 )
 
 
+class AuditWebhookError(ValueError):
+    """The audit webhook's configuration cannot serve (missing certificate, no client check)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditWebhookSettings:
+    """The HTTPS endpoint for kube-apiserver's audit webhook backend (docs/audit.md)."""
+
+    listen: str = ""
+    """``HOST:PORT`` to serve on (e.g. ``0.0.0.0:8443``); ``""`` disables the webhook and
+    commits are attributed to field managers."""
+    cert_file: str = ""
+    """PEM certificate the endpoint serves (the API server's webhook kubeconfig trusts its CA)."""
+    key_file: str = ""
+    """PEM private key of ``cert_file``."""
+    client_ca_file: str = ""
+    """PEM CA that signed the API server's client certificate; a client without a certificate
+    it signed is refused in the TLS handshake. Use a CA of its own, not the cluster's."""
+    token_file: str = ""
+    """File holding a bearer token the API server must send (``token:`` in its webhook
+    kubeconfig); with ``client_ca_file`` both are required. One of the two must be set."""
+    max_request_bytes: int = 16 * 1024 * 1024
+    """Largest EventList accepted; a larger request is refused with 413."""
+    grace: float = 3.0
+    """Seconds a watch event waits for its audit fact before it falls back to the field
+    manager (the API server's ``--audit-webhook-batch-max-wait`` must be shorter)."""
+    fact_ttl: float = 120.0
+    """Seconds an unused fact is kept."""
+    max_facts: int = 100_000
+    """Facts kept at most; the oldest go first."""
+
+
 @dataclass(frozen=True, slots=True)
 class AuditSettings:
     """Attribution of changes to actors, and which actors are automation."""
@@ -91,6 +133,8 @@ class AuditSettings:
     """Author e-mail of a change whose actor nobody can tell."""
     user_email_domain: str = "user.kube2git.invalid"
     """An audited user ``u`` authors commits as ``u <u@domain>``."""
+    webhook: AuditWebhookSettings = field(default_factory=AuditWebhookSettings)
+    """The audit webhook endpoint that names real users (off by default)."""
 
 
 @dataclass(frozen=True, slots=True)

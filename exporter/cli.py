@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, NoReturn
 import structlog
 
 from exporter import __version__
+from exporter.attribution import AuditWebhookError
 from exporter.config import (
     ConfigError,
     Settings,
@@ -654,6 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         UserError,
         _api_error("KubeconfigError"),
         SigningKeyError,
+        AuditWebhookError,
         PointNotFound,
         HistoryError,
     ) as error:

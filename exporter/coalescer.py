@@ -104,13 +104,16 @@ class Coalescer:
         self._clock = clock
         self._pending: dict[ObjectKey, Change] = {}
         self._first_seen: dict[ObjectKey, float] = {}
+        self._earlier: list[tuple[Change, float]] = []
+        """Changes another audited user's later change of the same object did not replace:
+        two actors never share a commit, so both are committed, in order."""
         self._oldest: float | None = None
         self._latest: float = 0.0
         self.coalesced = 0
         """Changes replaced by a later change of the same object before their commit."""
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._earlier)
 
     def offer(self, change: Change) -> None:
         now = self._clock()
@@ -118,7 +121,12 @@ class Coalescer:
         blob = self._blob_id(change.content) if isinstance(change, Upsert) else None
         if self.committed.get(key.path) != blob:
             self._pacer.observe_change()
-        if key in self._pending:
+        previous = self._pending.get(key)
+        if previous is not None and _user(previous) != _user(change):
+            self._earlier.append((previous, self._first_seen[key]))
+            del self._pending[key]
+            previous = None
+        if previous is not None:
             self.coalesced += 1
         else:
             self._first_seen[key] = now
@@ -129,11 +137,16 @@ class Coalescer:
 
     def is_tracked(self, key: ObjectKey) -> bool:
         """Whether the object has a file on the branch or a pending change."""
-        return key.path in self.committed or key in self._pending
+        return (
+            key.path in self.committed
+            or key in self._pending
+            or any(change.key == key for change, _ in self._earlier)
+        )
 
     def paths_of_type(self, group: str, resource: str) -> list[ObjectKey]:
         """Keys of one type known on the branch or pending (for relists)."""
-        keys = {k for k in self._pending if (k.group, k.resource) == (group, resource)}
+        pending = [*self._pending, *(change.key for change, _ in self._earlier)]
+        keys = {k for k in pending if (k.group, k.resource) == (group, resource)}
         for path in self.committed:
             try:
                 key = ObjectKey.from_path(path)
@@ -158,6 +171,10 @@ class Coalescer:
         first_seen: list[float] = []
         blob_ids: list[str | None] = []
         dropped = 0
+        for change, seen in self._earlier:  # another user's change followed: kept, in order
+            changes.append(change)
+            first_seen.append(seen)
+            blob_ids.append(self._blob_id(change.content) if isinstance(change, Upsert) else None)
         for key, change in self._pending.items():
             current = self.committed.get(key.path)
             blob = self._blob_id(change.content) if isinstance(change, Upsert) else None
@@ -169,6 +186,7 @@ class Coalescer:
             blob_ids.append(blob)
         self._pending.clear()
         self._first_seen.clear()
+        self._earlier.clear()
         self._oldest = None
         return Batch(tuple(changes), tuple(first_seen), tuple(blob_ids), dropped)
 
@@ -181,10 +199,20 @@ class Coalescer:
                 self.committed[change.key.path] = blob
 
     def restore(self, batch: Batch) -> None:
-        """Put back a batch whose commit failed, under any newer pending change."""
+        """Put back a batch whose commit failed, under any newer pending change (per object,
+        the batch's last change: one user's earlier change then shares the retried commit)."""
+        latest: dict[ObjectKey, tuple[Change, float]] = {}
         for change, seen in zip(batch.changes, batch.first_seen, strict=True):
-            if change.key not in self._pending:
-                self._pending[change.key] = change
-                self._first_seen[change.key] = seen
+            earliest = latest[change.key][1] if change.key in latest else seen
+            latest[change.key] = (change, min(seen, earliest))
+        for key, (change, seen) in latest.items():
+            if key not in self._pending:
+                self._pending[key] = change
+                self._first_seen[key] = seen
         if self._pending and self._oldest is None:
             self._oldest = min(self._first_seen.values())
+
+
+def _user(change: Change) -> str | None:
+    """The audited user of a change, if the audit webhook named one."""
+    return change.user.username if change.user is not None else None

@@ -75,6 +75,8 @@ class Upsert:
     """The user the audit stream names for this change, when the audit webhook is on."""
     gap: Gap | None = None
     """Set when the change was observed after a gap: its actor and order are unknown."""
+    audit_missed: bool = False
+    """The audit webhook is on but sent no fact for this change within its grace."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,8 @@ class Delete:
     """The user the audit stream names for this deletion, when the audit webhook is on."""
     gap: Gap | None = None
     """Set when the deletion was inferred after a gap (a relist, a restart)."""
+    audit_missed: bool = False
+    """The audit webhook is on but sent no fact for this deletion within its grace."""
 
 
 Change = Upsert | Delete

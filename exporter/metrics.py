@@ -81,6 +81,17 @@ class Metrics:
             ["namespace", "actor"],
             registry=r,
         )
+        self.audit_facts = Counter(
+            "kube2git_audit_facts",
+            "Facts of mutating requests received from the audit webhook.",
+            registry=r,
+        )
+        self.audit_matches = Counter(
+            "kube2git_audit_matches",
+            "Watched changes by whether the audit webhook named their user within the grace.",
+            ["result"],
+            registry=r,
+        )
         self.commit_failures = Counter("kube2git_commit_failures", "Failed commits.", registry=r)
         self.pushes = Counter("kube2git_pushes", "Successful pushes.", registry=r)
         self.push_failures = Counter("kube2git_push_failures", "Failed pushes.", registry=r)

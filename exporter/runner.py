@@ -16,19 +16,22 @@ import contextlib
 import dataclasses
 import enum
 import time
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 import structlog
 
 from exporter.attribution import ChangeKind
+from exporter.auditwebhook import AuditWebhookServer, FactIndex
 from exporter.cluster import ApiResource, Cluster, ClusterError, TooManyRequests
 from exporter.coalescer import Coalescer, Pacer
 from exporter.config import Settings
 from exporter.gitstore import CommitInfo, GitStore, GitStoreError
 from exporter.health import HealthServer
+from exporter.layout import ObjectKey
 from exporter.leader import LeaderElector
-from exporter.messages import Delete, Gap, capture_gap, observed_after_gap
+from exporter.messages import Change, Delete, Gap, capture_gap, observed_after_gap
 from exporter.metrics import Metrics, Sampled
 from exporter.sync import FullSync, Normalizer
 from exporter.watcher import (
@@ -61,6 +64,8 @@ class _EndOfStream(enum.Enum):
 
 
 EOS = _EndOfStream.EOS
+_Awaiting = tuple[Change, str, str | None, float]
+"""A watched change waiting for its audit fact: change, event type, version, deadline."""
 
 
 class Exporter:
@@ -108,6 +113,18 @@ class Exporter:
         self.health: HealthServer | None = None
         election = settings.run.leader_election
         self._elector = LeaderElector(cluster, election) if election.enabled else None
+        webhook = settings.audit.webhook
+        self._facts: FactIndex | None = None
+        self._audit_server: AuditWebhookServer | None = None
+        if webhook.listen:
+            self._facts = FactIndex(ttl=webhook.fact_ttl, max_facts=webhook.max_facts)
+            self._audit_server = AuditWebhookServer(
+                webhook, index=self._facts, on_batch=self._audit_batch
+            )
+        self._awaiting: asyncio.Queue[_Awaiting] = asyncio.Queue(
+            maxsize=max(settings.run.queue_size, 1)
+        )
+        self._awaiting_keys: Counter[ObjectKey] = Counter()
         self.metrics.sample(
             Sampled(
                 api_requests=lambda: self._cluster.requests,
@@ -142,6 +159,8 @@ class Exporter:
                 self._run.listen, metrics=self.metrics, readiness=self.readiness
             )
             await self.health.start()
+        if self._audit_server is not None:
+            await self._audit_server.start()
         try:
             if self._elector is not None and not await self._elector.acquire(self._stop):
                 return  # stopped while waiting: never led, nothing to drain
@@ -149,6 +168,8 @@ class Exporter:
         finally:
             if self._elector is not None:
                 await self._elector.release()
+            if self._audit_server is not None:
+                await self._audit_server.stop()
             if self.health is not None:
                 await self.health.stop()
 
@@ -181,6 +202,8 @@ class Exporter:
             for resource, version in report.resource_versions.items():
                 self._start_watcher(resource, version)
             group.create_task(self._process(), name="processor")
+            if self._facts is not None:
+                group.create_task(self._attribute(self._facts), name="attributor")
             group.create_task(self._committer(), name="committer")
             pusher = group.create_task(self._pusher(), name="pusher")
             housekeeping = (
@@ -241,6 +264,7 @@ class Exporter:
         while True:
             message = await self._queue.get()
             if message is EOS:
+                await self._awaiting.join()  # changes still waiting for their audit fact
                 self._intake_done.set()
                 self._wake.set()
                 return
@@ -276,8 +300,8 @@ class Exporter:
             await self._hpa_changed(message)
         key = resource.key(obj)
         if message.type is EventType.DELETED:
-            if coalescer.is_tracked(key):
-                coalescer.offer(Delete(key, resource.kind, _version(obj)))
+            if coalescer.is_tracked(key) or key in self._awaiting_keys:
+                await self._offer(Delete(key, resource.kind, _version(obj)), message.type, obj)
             return
         change = self._normalize(resource, obj)
         if isinstance(change, Skip):
@@ -285,7 +309,52 @@ class Exporter:
             if coalescer.is_tracked(key):  # it was recorded, and is no longer selected
                 coalescer.offer(Delete(key, resource.kind, _version(obj)))
             return
-        coalescer.offer(change)
+        await self._offer(change, message.type, obj)
+
+    # -- attribution by the audit webhook ----------------------------------------------------
+
+    async def _offer(self, change: Change, event: EventType, obj: Mapping[str, Any]) -> None:
+        """Hand a watched change to the coalescer, through the audit wait when it is on."""
+        coalescer = self._coalescer
+        assert coalescer is not None
+        if self._facts is None:
+            coalescer.offer(change)
+            return
+        deadline = time.monotonic() + self._settings.audit.webhook.grace
+        self._awaiting_keys[change.key] += 1
+        await self._awaiting.put((change, event.value, _version(obj), deadline))
+
+    async def _attribute(self, facts: FactIndex) -> None:
+        """Changes in arrival order, each after its audit fact or its grace: the author is
+        the user the API server authenticated, else the field manager (and it says so)."""
+        coalescer = self._coalescer
+        assert coalescer is not None
+        while True:
+            change, event, version, deadline = await self._awaiting.get()
+            key = change.key
+            try:
+                fact = await facts.wait(
+                    (key.group, key.resource, key.namespace, key.name),
+                    event,
+                    version,
+                    deadline=deadline,
+                )
+                if fact is not None:
+                    change = dataclasses.replace(change, user=fact.user)
+                else:
+                    change = dataclasses.replace(change, audit_missed=True)
+                    log.info("audit.no_fact", path=key.path, event=event, version=version)
+                self.metrics.audit_matches.labels("matched" if fact else "unmatched").inc()
+                coalescer.offer(change)
+            finally:
+                self._awaiting_keys[key] -= 1
+                if self._awaiting_keys[key] <= 0:
+                    del self._awaiting_keys[key]
+                self._awaiting.task_done()
+            self._wake.set()
+
+    def _audit_batch(self, facts: int) -> None:
+        self.metrics.audit_facts.inc(facts)
 
     async def _hpa_changed(self, event: ObjectEvent) -> None:
         """An HPA came, went or changed target: re-record the workloads concerned."""

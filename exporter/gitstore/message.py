@@ -49,6 +49,8 @@ class ObjectChange:
     """The user the audit stream names for the change, when known."""
     gap: Gap | None = None
     """Set when the change was observed after a gap."""
+    audit_missed: bool = False
+    """The audit webhook sent no fact for this change in time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +319,8 @@ def build_message(
         trailers.append(f"Resource-Version: {max(versions, key=_rv_order)}")
     if actor.gap is not None:
         trailers.append(f"Observed-After-Gap: {actor.gap.value}")
+    if any(c.audit_missed for c in ordered):
+        trailers.append("Audit-Fact: none (the audit webhook named no user in time)")
     text = f"{subject}\n\n" + "\n".join(lines) + "\n\n" + "\n".join(trailers) + "\n"
     return CommitMessage(subject=subject, text=text, actor=actor, change_kind=change_kind)
 

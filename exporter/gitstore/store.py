@@ -335,10 +335,45 @@ class GitStore:
             return self._commit(changes)
 
     def _commit(self, changes: Sequence[Change]) -> list[CommitInfo]:
+        tip = self._tip()
+        infos: list[CommitInfo] = []
+        loose = 0
+        for round_ in _rounds(changes):
+            tip, made, written = self._commit_round(round_, tip)
+            infos += made
+            loose += written
+        if not infos:
+            return []
+        assert tip is not None
+        self._check_fence("commit")
+        self._repo.references.create(self._ref, tip.id, force=True)
+        self._loose += loose
+        for info in infos:
+            log.info(
+                "gitstore.committed",
+                commit=info.id[:12],
+                subject=info.subject,
+                author=info.author,
+                attribution=info.actor.attribution.value if info.actor else None,
+                added=len(info.added),
+                modified=len(info.modified),
+                deleted=len(info.deleted),
+            )
+        packing = self.settings.pack
+        if packing.automatic and (
+            self._undeltified or self._loose > packing.loose_objects_threshold
+        ):
+            self.pack()
+        return infos
+
+    def _commit_round(
+        self, changes: Sequence[Change], tip: pygit2.Commit | None
+    ) -> tuple[pygit2.Commit | None, list[CommitInfo], int]:
+        """Commit changes with one change per path at most, one commit per actor, on ``tip``
+        (the ref does not move); returns the new tip, the commits and the loose blobs."""
         latest: dict[str, Change] = {}  # the last change per path, in order of first change
         for change in changes:
             latest[change.key.path] = change
-        tip = self._tip()
         tree = tip.tree if tip is not None else None
         effective: list[tuple[str, pygit2.Oid | None, ObjectChange]] = []
         new_blobs: dict[pygit2.Oid, bytes] = {}
@@ -354,6 +389,7 @@ class GitStore:
                     resource_version=change.resource_version,
                     user=change.user,
                     gap=change.gap,
+                    audit_missed=change.audit_missed,
                 )
                 effective.append((path, None, described))
                 continue
@@ -363,7 +399,7 @@ class GitStore:
             new_blobs[new] = change.content
             effective.append((path, new, self._describe(change, old)))
         if not effective:
-            return []
+            return tip, [], 0
         loose = self._write_blobs(new_blobs)
         infos: list[CommitInfo] = []
         committer = self._exporter_signature()
@@ -409,29 +445,7 @@ class GitStore:
             )
             tip = self._repo[oid].peel(pygit2.Commit)
             tree = tip.tree
-        if not infos:
-            return []
-        assert tip is not None
-        self._check_fence("commit")
-        self._repo.references.create(self._ref, tip.id, force=True)
-        self._loose += loose
-        for info in infos:
-            log.info(
-                "gitstore.committed",
-                commit=info.id[:12],
-                subject=info.subject,
-                author=info.author,
-                attribution=info.actor.attribution.value if info.actor else None,
-                added=len(info.added),
-                modified=len(info.modified),
-                deleted=len(info.deleted),
-            )
-        packing = self.settings.pack
-        if packing.automatic and (
-            self._undeltified or self._loose > packing.loose_objects_threshold
-        ):
-            self.pack()
-        return infos
+        return tip, infos, loose
 
     def _by_actor(
         self, effective: Sequence[tuple[str, pygit2.Oid | None, ObjectChange]]
@@ -496,6 +510,7 @@ class GitStore:
                 change.resource_version,
                 user=change.user,
                 gap=change.gap,
+                audit_missed=change.audit_missed,
             )
         fields: tuple[str, ...] = ()
         manager: FieldManager | None = None
@@ -518,6 +533,7 @@ class GitStore:
             change.resource_version,
             user=change.user,
             gap=change.gap,
+            audit_missed=change.audit_missed,
         )
 
     def _exporter_signature(self) -> pygit2.Signature:
@@ -746,6 +762,22 @@ class GitStore:
         if diverged:
             self.push()
         return self.head()
+
+
+def _rounds(changes: Sequence[Change]) -> list[list[Change]]:
+    """Split a batch where one object was changed by two audited users in turn, so each
+    user's change is committed on its own, in order (latest state wins within a round)."""
+    rounds: list[list[Change]] = [[]]
+    users: dict[str, str | None] = {}
+    for change in changes:
+        user = change.user.username if change.user is not None else None
+        path = change.key.path
+        if path in users and users[path] != user:
+            rounds.append([])
+            users = {}
+        users[path] = user
+        rounds[-1].append(change)
+    return rounds
 
 
 def _plain(value: Any) -> Any:

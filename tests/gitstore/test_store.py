@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -16,7 +17,14 @@ import yaml
 
 from exporter.gitstore import GitSettings, GitStore, PackSettings, RepositoryLocked
 from exporter.layout import ObjectKey
-from exporter.messages import Delete, FieldManager, Gap, Upsert, observed_after_gap
+from exporter.messages import (
+    AuditUser,
+    Delete,
+    FieldManager,
+    Gap,
+    Upsert,
+    observed_after_gap,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGE: dict[str, Any] = {"f:image": {}}
@@ -337,3 +345,29 @@ def test_kill_9_in_the_middle_of_a_large_commit_leaves_a_valid_repository(
         assert again is not None
         assert again.parent == first.id
     fsck(path)
+
+
+def test_two_users_changes_to_one_object_in_one_batch_are_two_commits(store: GitStore) -> None:
+    store.commit([configmap("shop", "a")])
+    alice = dataclasses.replace(edited("a", "1", "kubectl-edit", "2024-05-01T10:00:00Z"))
+    bob = edited("a", "2", "kubectl-scale", "2024-05-01T10:00:00.5Z")
+    infos = store.commit_batch(
+        [
+            dataclasses.replace(alice, user=AuditUser("alice", time="2024-05-01T10:00:00Z")),
+            dataclasses.replace(bob, user=AuditUser("bob", time="2024-05-01T10:00:00.5Z")),
+        ]
+    )
+    assert [(i.author, i.actor.attribution.value if i.actor else "") for i in infos] == [
+        ("alice", "audit"),
+        ("bob", "audit"),
+    ]
+    log = git("--git-dir", str(store.path), "log", "-2", "--format=%an %ae", "kube2git")
+    assert log.splitlines() == [
+        "bob bob@user.kube2git.invalid",
+        "alice alice@user.kube2git.invalid",
+    ]
+    assert trailers(store)["Field-Manager"] == "kubectl-scale"
+    first = git(
+        "--git-dir", str(store.path), "show", "kube2git~1:namespaces/shop/configmaps/a.yaml"
+    )
+    assert "key: '1'" in first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -10,7 +11,7 @@ from exporter.cluster import TokenBucket
 from exporter.coalescer import Coalescer, Pacer
 from exporter.config import PacingSettings
 from exporter.layout import ObjectKey
-from exporter.messages import Delete, Upsert
+from exporter.messages import AuditUser, Delete, Upsert
 
 
 class Clock:
@@ -134,3 +135,21 @@ def test_only_slow_pushes_stretch_the_batches() -> None:
     assert pacer.max_delay() == 5.0
     pacer.observe_push(10.0)  # as long as the interval: the remote is struggling
     assert pacer.max_delay() == 60.0
+
+
+def test_two_users_changes_to_one_object_are_both_kept_in_order() -> None:
+    alice, bob = AuditUser("alice"), AuditUser("bob")
+    coalescer, _ = _coalescer(Clock())
+    coalescer.offer(dataclasses.replace(_upsert("a", "1"), user=alice))
+    coalescer.offer(dataclasses.replace(_upsert("a", "2"), user=alice))  # alice's latest wins
+    coalescer.offer(dataclasses.replace(_upsert("a", "3"), user=bob))
+    coalescer.offer(dataclasses.replace(_upsert("b", "1"), user=bob))
+    assert len(coalescer) == 3
+    batch = coalescer.take()
+    assert [(c.key.name, c.content, c.user) for c in batch.changes] == [
+        ("a", b"2", alice),
+        ("a", b"3", bob),
+        ("b", b"1", bob),
+    ]
+    coalescer.committed_batch(batch)
+    assert coalescer.committed[_upsert("a", "").key.path] == "3"
