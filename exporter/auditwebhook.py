@@ -244,6 +244,18 @@ def _read_token(path: str) -> bytes:
     return token
 
 
+def check_settings(settings: AuditWebhookSettings) -> None:
+    """Refuse, before anything starts, a webhook that could not serve or that anyone could
+    post to (:class:`~exporter.attribution.AuditWebhookError`)."""
+    server_ssl_context(settings)
+    if settings.token_file:
+        _read_token(settings.token_file)
+    try:
+        split_listen(settings.listen)
+    except ValueError as error:
+        raise AuditWebhookError(f"audit.webhook.listen: {error}") from None
+
+
 class AuditWebhookServer:
     """The HTTPS endpoint: EventLists in, facts into the index."""
 

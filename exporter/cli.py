@@ -451,6 +451,11 @@ def _run(_args: argparse.Namespace, settings: Settings) -> int:
     from exporter.cluster import Cluster, ClusterError  # noqa: PLC0415 - loads slowly
     from exporter.runner import Exporter  # noqa: PLC0415
 
+    if settings.audit.webhook.listen:  # a webhook that cannot serve is a user error, up front
+        from exporter.auditwebhook import check_settings  # noqa: PLC0415
+
+        check_settings(settings.audit.webhook)
+
     repo = _require_repo(settings)
     hpa_index = HpaIndex()
     branch = _BranchFiles()

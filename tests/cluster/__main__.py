@@ -1,4 +1,5 @@
-"""Command line: ``python -m tests.cluster build | up --dir DIR [--controllers] [--kwok] | down``.
+"""Command line: ``python -m tests.cluster build | up --dir DIR [--controllers] [--kwok]
+[--audit-webhook] | down``.
 
 Kept to the standard library so CI can call it before the project itself is installed.
 """
@@ -22,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--dir", type=Path, required=True)
     up.add_argument("--controllers", action="store_true", help="kube-controller-manager+scheduler")
     up.add_argument("--kwok", action="store_true", help="kwok, to simulate nodes and pods")
+    up.add_argument(
+        "--audit-webhook",
+        action="store_true",
+        help="send audit events to kube2git's webhook (port printed) and add users alice, bob",
+    )
     down = sub.add_parser("down", help="stop the control plane running in DIR")
     down.add_argument("--dir", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -29,10 +35,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             print(ensure_built())  # noqa: T201
         elif args.command == "up":
-            cluster = start(args.dir, ensure_built(), controllers=args.controllers, kwok=args.kwok)
+            cluster = start(
+                args.dir,
+                ensure_built(),
+                controllers=args.controllers,
+                kwok=args.kwok,
+                audit_webhook=args.audit_webhook,
+            )
             print(f"server: {cluster.server}")  # noqa: T201
             print(f"kubeconfig: {cluster.kubeconfig}")  # noqa: T201
             print(f"restricted kubeconfig: {cluster.restricted_kubeconfig}")  # noqa: T201
+            if cluster.audit_webhook_url:
+                cert, key, client_ca = cluster.audit_webhook_tls
+                print(f"audit webhook: {cluster.audit_webhook_url}")  # noqa: T201
+                print(f"  listen: 127.0.0.1:{cluster.audit_webhook_port}")  # noqa: T201
+                print(f"  cert_file: {cert}\n  key_file: {key}")  # noqa: T201
+                print(f"  client_ca_file: {client_ca}")  # noqa: T201
+                for user in ("alice", "bob"):
+                    print(f"{user} kubeconfig: {cluster.user_kubeconfig(user)}")  # noqa: T201
         else:
             directory = args.dir.resolve()
             if (directory / "cluster.json").exists():

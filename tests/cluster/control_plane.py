@@ -117,6 +117,8 @@ class ControlPlane:
     etcd_url: str
     bin_dir: Path
     commands: dict[str, list[str]]
+    audit_webhook_url: str = ""
+    """Where the API server posts audit events (``start(audit_webhook=True)``), else ``""``."""
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
     # ---- paths -------------------------------------------------------------------------------
@@ -146,6 +148,23 @@ class ControlPlane:
         """The cluster CA, to verify the API server's certificate."""
         return self.directory / "pki" / "ca.crt"
 
+    @property
+    def audit_webhook_port(self) -> int:
+        """The port kube2git's audit webhook must listen on (127.0.0.1)."""
+        return int(self.audit_webhook_url.rsplit(":", 1)[1].split("/")[0])
+
+    @property
+    def audit_webhook_tls(self) -> tuple[Path, Path, Path]:
+        """The webhook's serving certificate and key, and the CA of the API server's client
+        certificate (the cluster CA)."""
+        p = self.directory / "pki"
+        return p / "audit-webhook.crt", p / "audit-webhook.key", p / "ca.crt"
+
+    def user_kubeconfig(self, user: str) -> Path:
+        """Kubeconfig of a client-certificate user (``alice``, ``bob``: group system:masters),
+        written with ``start(audit_webhook=True)``."""
+        return self.directory / f"{user}.kubeconfig"
+
     def log(self, component: str) -> Path:
         """Log file of one component (``etcd``, ``kube-apiserver``, ...)."""
         return self.directory / "logs" / f"{component}.log"
@@ -162,6 +181,7 @@ class ControlPlane:
             etcd_url=state["etcd_url"],
             bin_dir=Path(state["bin_dir"]),
             commands=state["commands"],
+            audit_webhook_url=state.get("audit_webhook_url", ""),
         )
 
     def _save(self) -> None:
@@ -170,6 +190,7 @@ class ControlPlane:
             "etcd_url": self.etcd_url,
             "bin_dir": str(self.bin_dir),
             "commands": self.commands,
+            "audit_webhook_url": self.audit_webhook_url,
         }
         (self.directory / "cluster.json").write_text(json.dumps(state, indent=2) + "\n")
 
@@ -627,7 +648,11 @@ def _rv(obj: JSON) -> JSON:
     return {"resourceVersion": obj["metadata"]["resourceVersion"]}
 
 
-def _write_pki(directory: Path, server: str, ports_host: str) -> None:
+AUDIT_USERS = (pki.Identity("alice", ("system:masters",)), pki.Identity("bob", ("system:masters",)))
+"""Client-certificate users for the audit webhook tests."""
+
+
+def _write_pki(directory: Path, server: str, ports_host: str, audit_webhook_url: str = "") -> None:
     pki_dir = directory / "pki"
     pki_dir.mkdir(parents=True)
     ca = pki.CertificateAuthority(pki_dir)
@@ -651,10 +676,41 @@ def _write_pki(directory: Path, server: str, ports_host: str) -> None:
         "scheduler": (_SCHEDULER, directory / "scheduler.kubeconfig"),
         "kwok": (_KWOK, directory / "kwok.kubeconfig"),
     }
+    if audit_webhook_url:
+        ca.serving("audit-webhook", dns=["localhost"], ips=[ports_host])
+        audit_client = pki.Identity("kube-apiserver-audit")
+        clients["audit-client"] = (audit_client, directory / "audit-webhook.kubeconfig")
+        for user in AUDIT_USERS:
+            clients[user.user] = (user, directory / f"{user.user}.kubeconfig")
     for stem, (identity, path) in clients.items():
         pair = ca.client(stem, identity)
-        path.write_text(pki.kubeconfig(server, ca.pem, pair, identity.user))
+        target = audit_webhook_url if stem == "audit-client" else server
+        path.write_text(pki.kubeconfig(target, ca.pem, pair, identity.user))
         path.chmod(0o600)
+
+
+_AUDIT_DOC = Path(__file__).resolve().parents[2] / "docs" / "audit.md"
+
+
+def documented_audit_policy() -> str:
+    """The audit Policy docs/audit.md recommends for kube2git: the audited cluster runs it, so
+    a real API server proves the documented policy loads and sends what kube2git needs."""
+    text = _AUDIT_DOC.read_text(encoding="utf-8")
+    for block in text.split("```yaml\n")[1:]:
+        body = block.split("```", 1)[0]
+        if "kind: Policy" in body:
+            return body
+    raise ClusterError(f"{_AUDIT_DOC} has no audit Policy block")
+
+
+def _audit_webhook_flags(directory: Path) -> list[str]:
+    """Batch mode with a short wait, so a change's fact reaches kube2git within its grace."""
+    return [
+        f"--audit-webhook-config-file={directory / 'audit-webhook.kubeconfig'}",
+        "--audit-webhook-mode=batch",
+        "--audit-webhook-batch-max-wait=1s",
+        "--audit-webhook-initial-backoff=1s",
+    ]
 
 
 def _commands(
@@ -739,10 +795,15 @@ def start(
     *,
     controllers: bool = False,
     kwok: bool = False,
+    audit_webhook: bool = False,
     timeout: float = 120.0,
 ) -> ControlPlane:
     """Start etcd and kube-apiserver (plus, on request, the controller manager, scheduler and
-    kwok) in an empty ``directory``; returns once ``/readyz`` answers."""
+    kwok) in an empty ``directory``; returns once ``/readyz`` answers. ``audit_webhook``: the
+    API server also sends its audit events to ``https://127.0.0.1:PORT/audit`` (batch mode,
+    its client certificate signed by the cluster CA), where kube2git is to listen with the
+    certificate of :attr:`ControlPlane.audit_webhook_tls`; users ``alice`` and ``bob`` get
+    kubeconfigs."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / "cluster.json").exists():
@@ -756,11 +817,15 @@ def start(
         (directory / stale).unlink(missing_ok=True)
     for sub in ("logs", "pids"):
         (directory / sub).mkdir(exist_ok=True)
-    etcd_client, etcd_peer, apiserver_port = _free_ports(3)
+    etcd_client, etcd_peer, apiserver_port, webhook_port = _free_ports(4)
     server = f"https://127.0.0.1:{apiserver_port}"
-    _write_pki(directory, server, "127.0.0.1")
-    (directory / "audit-policy.yaml").write_text(_AUDIT_POLICY)
+    webhook_url = f"https://127.0.0.1:{webhook_port}/audit" if audit_webhook else ""
+    _write_pki(directory, server, "127.0.0.1", webhook_url)
+    policy = documented_audit_policy() if audit_webhook else _AUDIT_POLICY
+    (directory / "audit-policy.yaml").write_text(policy)
     commands = _commands(directory, bin_dir, (etcd_client, etcd_peer), apiserver_port)
+    if audit_webhook:
+        commands["kube-apiserver"] += _audit_webhook_flags(directory)
     wanted = ["etcd", "kube-apiserver"]
     if controllers:
         wanted += ["kube-controller-manager", "kube-scheduler"]
@@ -772,6 +837,7 @@ def start(
         etcd_url=f"http://127.0.0.1:{etcd_client}",
         bin_dir=bin_dir,
         commands={name: commands[name] for name in wanted},
+        audit_webhook_url=webhook_url,
     )
     cluster._save()
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -246,3 +247,38 @@ class ExporterProcess:
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def kubectl(
+    control_plane: Any, *args: str, editor: str = "", kubeconfig: Path | None = None
+) -> str:
+    """The real kubectl, as the admin or as another user (``kubeconfig``); ``editor`` is the
+    KUBE_EDITOR for ``kubectl edit``."""
+    kubectl_bin = shutil.which("kubectl")
+    assert kubectl_bin, "scripts/setup installs kubectl"
+    env = {**os.environ, "KUBE_EDITOR": editor} if editor else None
+    config = kubeconfig or control_plane.kubeconfig
+    done = subprocess.run(
+        [kubectl_bin, "--kubeconfig", str(config), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=env,
+    )
+    return done.stdout
+
+
+def commits(repo: Path, *paths: str) -> list[dict[str, str]]:
+    """Newest first: author, subject and trailers of each commit touching ``paths``."""
+    fmt = "%an <%ae>%x1f%s%x1f%(trailers:unfold,separator=%x1e)%x1d"
+    out = git(repo, "log", f"--format={fmt}", BRANCH, "--", *paths)
+    entries = []
+    for record in out.split("\x1d"):
+        if not record.strip():
+            continue
+        author, subject, trailers = record.strip("\n").split("\x1f")
+        entry = {"author": author, "subject": subject}
+        entry.update(t.split(": ", 1) for t in trailers.split("\x1e") if ": " in t)
+        entries.append(entry)
+    return entries

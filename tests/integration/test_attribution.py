@@ -8,9 +8,6 @@ The quickstart showed the bug: a ``kubectl delete`` landing in the same batch as
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,46 +15,16 @@ import pytest
 
 from tests.cluster.control_plane import ControlPlane
 from tests.integration.helpers import (
-    BRANCH,
     ExporterProcess,
+    commits,
     eventually,
-    git,
+    kubectl,
     ok,
     show,
     tree,
 )
 
 pytestmark = pytest.mark.cluster
-
-
-def kubectl(control_plane: ControlPlane, *args: str, editor: str = "") -> str:
-    kubectl_bin = shutil.which("kubectl")
-    assert kubectl_bin, "scripts/setup installs kubectl"
-    env = {**os.environ, "KUBE_EDITOR": editor} if editor else None
-    done = subprocess.run(
-        [kubectl_bin, "--kubeconfig", str(control_plane.kubeconfig), *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env=env,
-    )
-    return done.stdout
-
-
-def commits(repo: Path, *paths: str) -> list[dict[str, str]]:
-    """Newest first: author, subject and trailers of each commit touching ``paths``."""
-    fmt = "%an <%ae>%x1f%s%x1f%(trailers:unfold,separator=%x1e)%x1d"
-    out = git(repo, "log", f"--format={fmt}", BRANCH, "--", *paths)
-    entries = []
-    for record in out.split("\x1d"):
-        if not record.strip():
-            continue
-        author, subject, trailers = record.strip("\n").split("\x1f")
-        entry = {"author": author, "subject": subject}
-        entry.update(t.split(": ", 1) for t in trailers.split("\x1e") if ": " in t)
-        entries.append(entry)
-    return entries
 
 
 @pytest.fixture

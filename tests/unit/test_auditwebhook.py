@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -257,3 +259,41 @@ def test_an_endpoint_anyone_could_post_to_is_refused(
         AuditWebhookServer(
             settings(ca, tmp_path, client_ca_file=""), index=FactIndex(ttl=1, max_facts=1)
         )
+
+
+@pytest.mark.parametrize(
+    ("webhook", "message"),
+    [
+        ({}, "cert_file and key_file are required"),
+        ({"cert_file": "{crt}", "key_file": "{key}"}, "set client_ca_file or token_file"),
+        (
+            {"cert_file": "{crt}", "key_file": "{key}", "token_file": "/nonexistent"},
+            "/nonexistent: cannot read the webhook token",
+        ),
+        (
+            {"cert_file": "{crt}", "key_file": "{key}", "client_ca_file": "{crt}", "listen": "x"},
+            "audit.webhook.listen:",
+        ),
+    ],
+)
+def test_a_webhook_that_cannot_serve_safely_is_a_one_line_user_error(
+    ca: pki.CertificateAuthority, tmp_path: Path, webhook: dict[str, str], message: str
+) -> None:
+    serving = ca.serving("webhook", dns=["localhost"], ips=["127.0.0.1"])
+    lines = ["audit:", "  webhook:", "    listen: 127.0.0.1:0"]
+    for name, template in webhook.items():
+        value = template.format(crt=serving.cert, key=serving.key)
+        if name == "listen":
+            lines[2] = f"    listen: {value}"
+        else:
+            lines.append(f"    {name}: {value}")
+    config = tmp_path / "config.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter.cli", "run", "--repo", str(tmp_path / "r.git"),
+         "--config", str(config), "--kubeconfig", str(tmp_path / "none"), "--listen", ""],
+        capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert message in line
