@@ -29,6 +29,8 @@ from exporter.config import (
     load_settings,
     make_pipeline,
     override,
+    plain_http_problem,
+    problem_message,
     value_problem,
 )
 from exporter.gitstore import (
@@ -132,14 +134,14 @@ def apply_flags(settings: Settings, args: argparse.Namespace) -> Settings:
         value = getattr(args, dotted.replace(".", "__"), None)
         if value is None:
             continue
-        problem = value_problem(dotted, value)
-        if problem is not None:
-            env = ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
-            source = env if os.environ.get(env) == value else flag
-            raise ConfigError(
-                f"{source}: {dotted}{'' if problem.startswith('must') else ':'} {problem}"
-            )
+        env = ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+        source = env if os.environ.get(env) == value else flag
         settings = override(settings, dotted, value)
+        problem = value_problem(dotted, value)
+        if problem is None and dotted == "git.remote.url":
+            problem = plain_http_problem(settings.git.remote)
+        if problem is not None:
+            raise ConfigError(f"{source}: {problem_message(dotted, problem)}")
     return settings
 
 

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from exporter.attribution import AuditSettings
-from exporter.gitstore.settings import GitSettings
+from exporter.gitstore.settings import GitSettings, RemoteSettings
 from exporter.sops.format import SopsError, SopsKeyError, parse_identities
 from exporter.sops.sealer import PreviousFile, SecretSealer
 from exporter.untrusted import InputError, json_shaped, load_yaml, read_text
@@ -418,6 +418,19 @@ def _url_problem(url: object) -> str | None:
     )
 
 
+def plain_http_problem(remote: RemoteSettings) -> str | None:
+    """Credentials for an ``http://`` remote would cross the network in clear text."""
+    https = remote.https
+    named = (https.password_file, https.password_env, https.token_file, https.token_env)
+    if remote.url.lower().startswith("http://") and any(named) and not https.allow_insecure_http:
+        return (
+            "credentials are not sent over plain http:// (git.remote.https names a password "
+            "or token); use https://, or set git.remote.https.allow_insecure_http: true on a "
+            "trusted network"
+        )
+    return None
+
+
 _FORMATS: dict[str, Callable[[object], str | None]] = {
     "run.listen": _listen_problem,
     "git.remote.url": _url_problem,
@@ -465,7 +478,8 @@ def _leaves(obj: object, dotted: str, pattern: str) -> Iterator[tuple[str, str, 
             yield from _leaves(item, f"{dotted}[{index}]", f"{pattern}[]")
 
 
-def _message(dotted: str, problem: str) -> str:
+def problem_message(dotted: str, problem: str) -> str:
+    """``run.listen must be ...`` or ``run.listen: port 70000 is ...``."""
     return f"{dotted} {problem}" if problem.startswith("must") else f"{dotted}: {problem}"
 
 
@@ -475,7 +489,10 @@ def check_settings(settings: Settings, *, source: str) -> Settings:
     for dotted, pattern, value in _leaves(settings, "", ""):
         problem = value_problem(pattern, value)
         if problem is not None:
-            raise ConfigError(f"{source}: {_message(dotted, problem)}")
+            raise ConfigError(f"{source}: {problem_message(dotted, problem)}")
+    problem = plain_http_problem(settings.git.remote)
+    if problem is not None:
+        raise ConfigError(f"{source}: git.remote.url: {problem}")
     pacing, election = settings.run.pacing, settings.run.leader_election
     if pacing.max_delay_under_load < pacing.max_delay:
         raise ConfigError(

@@ -54,8 +54,9 @@ read): numbers are never negative, and those marked below must be greater than 0
 must be `HOST:PORT` (IPv6 in brackets) or empty; `run.pacing.max_delay_under_load` is at least
 `run.pacing.max_delay`; `run.leader_election.renew_deadline` is less than its
 `lease_duration`; `git.remote.url` must not carry a password (`https://user:token@...`):
-credentials come from files. The file is read with the limits of docs/operations.md ("Input
-limits").
+credentials come from files, and they are never sent to an `http://` remote unless
+`git.remote.https.allow_insecure_http` is true. The file is read with the limits of
+docs/operations.md ("Input limits").
 """
 
 

@@ -6,6 +6,7 @@
     ├── RepositoryLocked           another process writes to the same repository
     ├── NotLeading                 the fence says this replica may no longer write
     ├── CredentialsUnavailable     a configured key/token/password file or variable is missing
+    │   └── InsecureTransport      credentials would travel over plain http://
     ├── PointNotFound              a repository, ref or time names nothing in the history
     └── RemoteError                talking to the remote failed
         ├── RemoteUnreachable      connection refused, DNS, TLS, server error: retried
@@ -38,6 +39,10 @@ class NotLeading(GitStoreError):
 
 class CredentialsUnavailable(GitStoreError):
     """A configured credential source (file or environment variable) cannot be read."""
+
+
+class InsecureTransport(CredentialsUnavailable):
+    """Credentials would be sent over plain ``http://`` without ``allow_insecure_http``."""
 
 
 class PointNotFound(GitStoreError):

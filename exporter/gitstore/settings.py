@@ -45,6 +45,11 @@ class HttpsSettings:
     system's. Certificates are always verified."""
     low_speed_time: float = 30.0
     """Abort an HTTP transfer that stays under 1 KB/s for this many seconds."""
+    allow_insecure_http: bool = False
+    """Send credentials over plain ``http://``, where anyone on the network path can read them:
+    only for a loopback or otherwise trusted network. Without it, an ``http://`` remote with
+    credentials (configured here or in the URL) is refused, and git never follows a redirect
+    from ``https://`` to ``http://`` while it holds credentials."""
 
 
 @dataclass(frozen=True, slots=True)

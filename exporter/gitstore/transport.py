@@ -37,6 +37,7 @@ from exporter.gitstore.errors import (
     CredentialsUnavailable,
     GitStoreError,
     HostKeyUnknown,
+    InsecureTransport,
     PushRejected,
     RemoteError,
     RemoteTimeout,
@@ -328,6 +329,19 @@ class GitTransport:
                 env["KUBE2GIT_ASKPASS_USERNAME"] = creds.username
                 env["KUBE2GIT_ASKPASS_PASSWORD"] = creds.password
                 secrets = (*secrets, creds.password)
+            if (creds is not None or embedded) and not self._settings.https.allow_insecure_http:
+                if self._settings.url.lower().startswith("http://"):
+                    raise InsecureTransport(
+                        f"{self.safe_url}: credentials are not sent over plain http://; use "
+                        "https://, or set git.remote.https.allow_insecure_http on a trusted "
+                        "network"
+                    )
+                # so that a redirect cannot carry them to http:// either
+                env.update(
+                    GIT_CONFIG_COUNT="1",
+                    GIT_CONFIG_KEY_0="protocol.http.allow",
+                    GIT_CONFIG_VALUE_0="never",
+                )
         return env, secrets
 
     def _run(self, args: list[str], operation: str) -> tuple[int, str, str, tuple[str, ...]]:

@@ -190,6 +190,8 @@ class HttpServer:
     """Serve HTTPS with this context."""
     ca_file: Path | None = None
     """The self-signed certificate a client must trust, with ``tls``."""
+    redirect_to: str | None = None
+    """Answer every request with a redirect to this base URL (plus the request's path)."""
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -244,6 +246,12 @@ def _make_handler(server: HttpServer) -> type[BaseHTTPRequestHandler]:
             server.requests.append(format % args)
 
         def _cgi(self) -> None:
+            if server.redirect_to is not None:
+                self.send_response(301)
+                self.send_header("Location", server.redirect_to + self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if self.headers.get("Authorization") != expected:
                 body = _read_body(self) if self.command == "POST" else b""
                 del body

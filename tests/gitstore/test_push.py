@@ -30,6 +30,8 @@ from exporter.messages import Delete, Upsert
 
 Git = Callable[..., str]
 NO_RETRY = ()
+LOOPBACK_HTTP = {"allow_insecure_http": True}
+"""The test server speaks plain http:// on loopback (test_insecure_http.py covers the refusal)."""
 
 
 def configmap(name: str, value: str = "v", namespace: str = "shop") -> Upsert:
@@ -190,7 +192,9 @@ def test_push_over_http_with_basic_auth_from_env(
     tmp_path: Path, http_server: Any, git_cli: Git, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BACKUP_GIT_PASSWORD", http_server.password)
-    https = HttpsSettings(username=http_server.username, password_env="BACKUP_GIT_PASSWORD")
+    https = HttpsSettings(
+        username=http_server.username, password_env="BACKUP_GIT_PASSWORD", **LOOPBACK_HTTP
+    )
     with open_store(tmp_path / "local.git", url=http_server.url, https=https) as store:
         store.commit([configmap(f"cm{i}", "x" * 2000 + str(i)) for i in range(300)])
         assert store.push().pushed
@@ -200,7 +204,7 @@ def test_push_over_http_with_basic_auth_from_env(
 def test_push_over_http_with_a_token_file(tmp_path: Path, http_server: Any, git_cli: Git) -> None:
     token = tmp_path / "token"
     token.write_text(http_server.password + "\n")
-    https = HttpsSettings(username=http_server.username, token_file=str(token))
+    https = HttpsSettings(username=http_server.username, token_file=str(token), **LOOPBACK_HTTP)
     with open_store(tmp_path / "local.git", url=http_server.url, https=https) as store:
         store.commit([configmap("a")])
         assert store.push().pushed
@@ -212,21 +216,26 @@ def test_credentials_never_reach_logs_or_errors(
 ) -> None:
     wrong = "wr0ng-Secret-Value"
     monkeypatch.setenv("BACKUP_GIT_PASSWORD", wrong)
-    https = HttpsSettings(username=http_server.username, password_env="BACKUP_GIT_PASSWORD")
+    https = HttpsSettings(
+        username=http_server.username, password_env="BACKUP_GIT_PASSWORD", **LOOPBACK_HTTP
+    )
     with capture_logs() as logs:
         with open_store(tmp_path / "a.git", url=http_server.url, https=https) as store:
             store.commit([configmap("a")])
             with pytest.raises(AuthenticationFailed) as failed:
                 store.push()
         # credentials embedded in the URL, then an unreachable port with retries
+        insecure = HttpsSettings(**LOOPBACK_HTTP)
         secret_url = http_server.url.replace(
             "http://", f"http://{http_server.username}:{http_server.password}@"
         )
-        with open_store(tmp_path / "b.git", url=secret_url) as store:
+        with open_store(tmp_path / "b.git", url=secret_url, https=insecure) as store:
             store.commit([configmap("a")])
             assert store.push().pushed
         dead = f"http://user:{wrong}@127.0.0.1:{_closed_port()}/backup.git"
-        with open_store(tmp_path / "c.git", url=dead, retry_delays=(0.01, 0.01)) as store:
+        with open_store(
+            tmp_path / "c.git", url=dead, https=insecure, retry_delays=(0.01, 0.01)
+        ) as store:
             store.commit([configmap("a")])
             with pytest.raises(RemoteUnreachable) as unreachable:
                 store.push()
@@ -249,7 +258,7 @@ def test_server_down_then_back_is_retried_until_it_succeeds(
     tmp_path: Path, http_server: Any, git_cli: Git, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PW", http_server.password)
-    https = HttpsSettings(username=http_server.username, password_env="PW")
+    https = HttpsSettings(username=http_server.username, password_env="PW", **LOOPBACK_HTTP)
     http_server.stop()
     sleeps: list[float] = []
 

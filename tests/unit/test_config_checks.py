@@ -159,3 +159,32 @@ def test_a_user_name_alone_is_fine(tmp_path: Path, url: str) -> None:
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(f"git: {{remote: {{url: '{url}'}}}}\n")
     assert load_settings(cfg).git.remote.url == url
+
+
+@pytest.mark.parametrize(
+    "https",
+    [
+        "{token_file: /etc/kube2git/git/token}",
+        "{password_env: GIT_PASSWORD, username: bot}",
+    ],
+)
+def test_credentials_for_a_plain_http_remote_need_the_insecure_switch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], objects: Path, https: str
+) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    remote = "url: 'http://git.example.com/ops/backup.git'"
+    cfg.write_text(f"git: {{remote: {{{remote}, https: {https}}}}}\n")
+    code, err = _run(["normalize", str(objects), "--config", str(cfg)], capsys)
+    assert (code, err.count("\n")) == (2, 1), err
+    assert f"{cfg}: git.remote.url: credentials are not sent over plain http://" in err
+    assert "git.remote.https.allow_insecure_http" in err
+
+    insecure = https.replace("}", ", allow_insecure_http: true}")
+    cfg.write_text(f"git: {{remote: {{{remote}, https: {insecure}}}}}\n")
+    assert load_settings(cfg).git.remote.https.allow_insecure_http
+
+
+def test_an_anonymous_http_remote_needs_no_switch(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("git: {remote: {url: 'http://mirror.internal/backup.git'}}\n")
+    assert load_settings(cfg).git.remote.url == "http://mirror.internal/backup.git"
