@@ -14,7 +14,7 @@ import yaml
 from exporter.serializer import dump_bytes
 from exporter.sops import FINGERPRINT_ANNOTATION
 from exporter.sops.format import load, open_document, parse_identities
-from exporter.sops.sealer import SecretSealer, open_secret
+from exporter.sops.sealer import SecretSealer, open_secret, rekey
 from filters.sealed import Unsealed
 from tests.gitstore.conftest import git
 from tests.sops.fixtures import AgeKeyPair, Sops, make_key_pair
@@ -226,3 +226,19 @@ def test_restore_opens_a_secret_or_says_why_not(age_key: AgeKeyPair, tmp_path: P
     assert isinstance(reason, str)
     assert "does not authenticate" in reason
     assert "aHVudGVyMg==" not in reason
+
+
+def test_after_a_rekey_the_exporter_keeps_the_rekeyed_files(
+    age_key: AgeKeyPair, tmp_path: Path
+) -> None:
+    """``rekey`` keeps each file's fingerprint, so the next sync finds every Secret unchanged."""
+    branch = Branch()
+    commit(branch, make_sealer(branch, age_key), secret_body())
+    new_key = make_key_pair(tmp_path, "new")
+    identities = parse_identities(age_key.identity_file.read_text(), "key")
+    rekeyed = rekey(branch.files[PATH], identities=identities, recipients=[new_key.recipient])
+    assert rekeyed is not None
+    branch.files[PATH] = dump_bytes(rekeyed)
+    sealer = make_sealer(branch, age_key, recipients=[new_key.recipient])
+    assert commit(branch, sealer, secret_body()) == dump_bytes(rekeyed)
+    assert _open(branch.files[PATH], new_key)["data"] == secret_body()["data"]
