@@ -169,8 +169,8 @@ def kube2git(*args: str | Path, identity: Path | None = None) -> subprocess.Comp
     )  # fmt: skip
 
 
-def test_diff_in_sops_mode_names_the_changed_key_and_never_a_value(
-    control_plane: ControlPlane, namespace: str, tmp_path: Path, age_key: AgeKeyPair
+def test_diff_names_the_changed_key_and_sops_brings_the_secret_back(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, age_key: AgeKeyPair, sops: Sops
 ) -> None:
     values = {"password": f"pw-{secrets.token_hex(8)}", "user": f"user-{secrets.token_hex(8)}"}
     config_text = sops_config(tmp_path, age_key)
@@ -206,3 +206,12 @@ def test_diff_in_sops_mode_names_the_changed_key_and_never_a_value(
     for value in (*values.values(), new_user):
         assert value not in output
         assert _b64(value) not in output
+
+    # The Secret gone, the branch's file decrypted by the real sops brings it back.
+    ok(control_plane.request("DELETE", f"{ns}/secrets/db"))
+    backup = tmp_path / "backup-db.yaml"
+    backup.write_text(git(exporter.repo, "show", f"{BRANCH}:{path}"))
+    plain = yaml.safe_load(sops("--decrypt", backup, identity=age_key.identity_file).stdout)
+    ok(control_plane.request("POST", f"{ns}/secrets", plain))
+    restored = ok(control_plane.request("GET", f"{ns}/secrets/db"))
+    assert restored["data"] == {key: _b64(value) for key, value in values.items()}
