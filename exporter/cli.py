@@ -575,6 +575,8 @@ def _rekey(_args: argparse.Namespace, settings: Settings) -> int:
         except SopsError as error:
             raise UserError(f"filters.secrets.age_recipients: {error}") from None
     identities = load_identities(settings, required=True)
+    if not Path(repo).exists():
+        raise UserError(f"{repo}: no such repository")
     store = GitStore(repo, settings=settings.git, audit=settings.audit)
     try:
         changes: list[Change] = []

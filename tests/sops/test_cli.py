@@ -188,3 +188,37 @@ def test_everything_else_about_secrets_stays_as_in_redact_mode(
     assert "last-applied" not in out
     assert documents[0]["metadata"]["annotations"]["kube2git.io/secret-values"] == "sops"
     assert documents[0]["stringData"]["v"].startswith("ENC[AES256_GCM,")
+
+
+def test_rekey_names_a_missing_repository_and_a_file_it_cannot_open(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    age_key: AgeKeyPair,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(age_key.identity_file))
+    config = write_config(tmp_path, [age_key.recipient])
+    missing = tmp_path / "missing.git"
+    code, _, err = _run(["rekey", "--repo", str(missing), "--config", str(config)], capsys)
+    assert (code, err.strip()) == (2, f"kube2git: error: {missing}: no such repository")
+    assert not missing.exists()
+
+    stranger = make_key_pair(tmp_path, "stranger")
+    source = tmp_path / "secret.json"
+    source.write_text(json.dumps(SECRET))
+    out = tmp_path / "out"
+    other = write_config(tmp_path, [stranger.recipient])
+    assert (
+        _run(["normalize", "--config", str(other), "--out", str(out), str(source)], capsys)[0] == 0
+    )
+    repo = tmp_path / "backup.git"
+    with GitStore(repo) as store:
+        content = (out / FILE).read_bytes()
+        store.commit(
+            [Upsert(ObjectKey.from_path(FILE), "Secret", content, yaml.safe_load(content))]
+        )
+    capsys.readouterr()  # the store's own log lines
+    code, _, err = _run(["rekey", "--repo", str(repo), "--config", str(config)], capsys)
+    assert code == 2
+    assert err.startswith(f"kube2git: error: {FILE}: none of the age identities")
+    assert err.count("\n") == 1
