@@ -17,6 +17,7 @@ import pygit2
 
 from benchmarks.cluster.exporters import Exporter, RepoWatcher, tree_files
 from benchmarks.cluster.workload import Edit, Inventory, Obj, iter_markers
+from tests.leaks import layers
 
 _PLAIN = re.compile(rb"bsv-[0-9a-f]{24}")
 _B64 = re.compile(rb"YnN2L[A-Za-z0-9+/=]{35}")
@@ -207,7 +208,8 @@ def final_markers_present(
 
 
 def secret_leaks(path: Path, inv: Inventory) -> dict[str, int]:
-    """Scan every blob in the object database (every commit's) for planted secret values."""
+    """Scan every blob in the object database (every commit's) for planted secret values,
+    as written, base64, or inside gzip+base64 layers."""
     plain = {v.encode() for v in inv.secret_values}
     b64 = {base64.b64encode(v.encode()) for v in inv.secret_values}
     repo = pygit2.Repository(str(path))
@@ -218,9 +220,10 @@ def secret_leaks(path: Path, inv: Inventory) -> dict[str, int]:
         if obj is None or obj.type != pygit2.enums.ObjectType.BLOB:
             continue
         blobs += 1
-        data = obj.data
-        hits = {m for m in _PLAIN.findall(data) if m in plain}
-        hits |= {base64.b64decode(m) for m in _B64.findall(data) if m in b64}
+        hits: set[bytes] = set()
+        for layer in layers(obj.data):  # also inside gzip+base64 (Helm releases, Rancher)
+            hits |= {m for m in _PLAIN.findall(layer) if m in plain}
+            hits |= {base64.b64decode(m) for m in _B64.findall(layer) if m in b64}
         if hits:
             leaking_blobs += 1
             leaked |= hits

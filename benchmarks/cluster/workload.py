@@ -2,13 +2,17 @@
 
 A unit is one namespace holding 100 objects: 10 Deployments (1 replica, so kwok runs 10 pods
 through 10 ReplicaSets), 10 Services, 40 ConfigMaps (one ~64 KB, ten multi-line), 20 Secrets
-(values the harness can find again, plain and base64), 5 HPAs on half the Deployments and 15
-custom objects of a benchmark CRD. Scale S is 10 units (1,000 objects), M 100, L 1,000.
+(values the harness can find again, plain and base64; one per namespace also copies them into
+its labels and annotations, as kubectl, kapp and Rancher do), 5 HPAs on half the Deployments
+and 15 custom objects of a benchmark CRD, plus a Helm release kept in a ConfigMap (outside the
+inventory: nobody should record it). Scale S is 10 units (1,000 objects), M 100, L 1,000.
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
+import json
 import random
 import secrets
 import threading
@@ -118,15 +122,53 @@ def _configmap(ns: str, name: str, index: int, rng: random.Random) -> JSON:
     }
 
 
-def _secret(ns: str, name: str, values: set[str]) -> JSON:
-    plain = {key: SECRET_PREFIX + secrets.token_hex(12) for key in ("password", "token")}
-    values.update(plain.values())
+def _secret_value(values: set[str]) -> str:
+    value = SECRET_PREFIX + secrets.token_hex(12)
+    values.add(value)
+    return value
+
+
+def _gzip_base64(document: object) -> str:
+    return base64.b64encode(gzip.compress(json.dumps(document).encode())).decode()
+
+
+def _secret(ns: str, name: str, values: set[str], *, side_doors: bool = False) -> JSON:
+    plain = {key: _secret_value(values) for key in ("password", "token")}
+    metadata: JSON = {"name": name, "namespace": ns, "labels": _labels(ns, name)}
+    if side_doors:
+        # Where tools and people copy values: applied copies (one still holding a value
+        # rotated since), Rancher's gzip+base64 copy, a base64 note, a label.
+        applied = {"apiVersion": "v1", "kind": "Secret", "stringData": plain}
+        metadata["labels"]["password-copy"] = plain["password"]
+        metadata["annotations"] = {
+            "kubectl.kubernetes.io/last-applied-configuration": json.dumps(
+                {**applied, "stringData": {"password": _secret_value(values)}}
+            ),
+            "kapp.k14s.io/original": json.dumps(applied),
+            "objectset.rio.cattle.io/applied": _gzip_base64(applied),
+            "note": base64.b64encode(plain["token"].encode()).decode(),
+        }
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name, "namespace": ns, "labels": _labels(ns, name)},
+        "metadata": metadata,
         "type": "Opaque",
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in plain.items()},
+    }
+
+
+def _helm_release_configmap(ns: str, values: set[str]) -> JSON:
+    """A Helm 3 release kept in a ConfigMap (``HELM_DRIVER=configmap``): never captured."""
+    release = {"name": "shop", "config": {"password": _secret_value(values)}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "sh.helm.release.v1.shop.v1",
+            "namespace": ns,
+            "labels": {"owner": "helm", "name": "shop", "status": "deployed", "version": "1"},
+        },
+        "data": {"release": _gzip_base64(release)},
     }
 
 
@@ -222,7 +264,11 @@ def plan(scale: str, seed: int = 7) -> tuple[Inventory, list[tuple[str, JSON]], 
             add(Obj("", "v1", "configmaps", "ConfigMap", ns, name), _configmap(ns, name, i, rng))
         for i in range(SECRETS):
             name = f"secret-{i:02d}"
-            add(Obj("", "v1", "secrets", "Secret", ns, name), _secret(ns, name, inv.secret_values))
+            body = _secret(ns, name, inv.secret_values, side_doors=i == 0)
+            add(Obj("", "v1", "secrets", "Secret", ns, name), body)
+        # Not in the inventory: no exporter should record it (katafygio does).
+        release = _helm_release_configmap(ns, inv.secret_values)
+        posts.append((f"/api/v1/namespaces/{ns}/configmaps", release))
         for i in range(WIDGETS):
             name = f"widget-{i:02d}"
             add(Obj(CRD_GROUP, "v1", CRD_PLURAL, CRD_KIND, ns, name), _widget(ns, name, rng))

@@ -7,6 +7,7 @@ carrying field managers, as kubectl and controllers send them.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import secrets
 import signal
@@ -32,6 +33,7 @@ from tests.integration.helpers import (
     show,
     tree,
 )
+from tests.leaks import find_planted
 
 pytestmark = pytest.mark.cluster
 
@@ -225,13 +227,106 @@ def test_no_secret_value_reaches_any_commit(
         lambda: f"namespaces/{namespace}/secrets/applied.yaml" in tree(exporter.repo),
         within=15,
     )
-    blobs = subprocess.run(
-        ["git", "--git-dir", str(exporter.repo), "cat-file", "--batch-all-objects", "--batch"],
+    assert find_planted(every_object(exporter.repo), values) == set()
+
+
+def every_object(repo: Path) -> bytes:
+    """Every object of the repository (blobs, trees, commit messages), concatenated."""
+    return subprocess.run(
+        ["git", "--git-dir", str(repo), "cat-file", "--batch-all-objects", "--batch"],
         capture_output=True, check=True,
     ).stdout  # fmt: skip
-    for value in values:
-        assert value.encode() not in blobs
-        assert base64.b64encode(value.encode()) not in blobs
+
+
+def _gzip_base64(document: object) -> str:
+    return base64.b64encode(gzip.compress(json.dumps(document).encode())).decode()
+
+
+def test_no_planted_secret_reaches_git_or_logs_through_a_side_door(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """Helm releases in ConfigMaps and Tiller storage, applied copies, values in metadata.
+
+    The exporter runs with the annotation drop list emptied, the way a careless operator
+    would configure it: Secrets must still lose every copy.
+    """
+    exporter = ExporterProcess(tmp_path, control_plane.kubeconfig)
+    exporter.config.write_text(
+        exporter.config.read_text()
+        + "filters:\n  replace_defaults: [drop_annotations]\n  drop_annotations: []\n"
+    )
+    exporter.start()
+    planted = [f"pw-{secrets.token_hex(8)}" for _ in range(8)]
+    current, rotated, helm3, tiller_cm, tiller_secret, kapp, rancher, label = planted
+    ns = f"/api/v1/namespaces/{namespace}"
+    manifest = f"apiVersion: v1\nkind: Secret\nstringData:\n  password: {helm3}\n"
+    release = _gzip_base64({"name": "shop", "config": {"pw": helm3}, "manifest": manifest})
+    posts = [
+        ("configmaps", {
+            "metadata": {
+                "name": "sh.helm.release.v1.shop.v1",
+                "labels": {"owner": "helm", "name": "shop", "status": "deployed", "version": "1"},
+            },
+            "data": {"release": release},
+        }),
+        ("configmaps", {
+            "metadata": {
+                "name": "legacy.v4",
+                "labels": {"OWNER": "TILLER", "NAME": "legacy", "STATUS": "DEPLOYED", "VERSION": "4"},
+            },
+            "data": {"release": _gzip_base64({"chart": "legacy", "values": tiller_cm})},
+        }),
+        ("secrets", {
+            "metadata": {"name": "legacy-secret.v2", "labels": {"OWNER": "TILLER", "NAME": "x"}},
+            "type": "Opaque",
+            "stringData": {"release": _gzip_base64({"values": tiller_secret})},
+        }),
+        ("secrets", {
+            "metadata": {
+                "name": "copies",
+                "labels": {"app": "shop", "pw-copy": label},
+                "annotations": {
+                    # An applied copy that still holds the value rotated since:
+                    "kubectl.kubernetes.io/last-applied-configuration": json.dumps(
+                        {"apiVersion": "v1", "kind": "Secret", "stringData": {"pw": rotated}}
+                    ),
+                    "kapp.k14s.io/original": json.dumps({"stringData": {"token": kapp}}),
+                    "objectset.rio.cattle.io/applied": _gzip_base64(
+                        {"kind": "Secret", "stringData": {"api": rancher}}
+                    ),
+                    "note": f"current one, base64: {base64.b64encode(current.encode()).decode()}",
+                    "team": "payments",
+                },
+            },
+            "stringData": {"pw": current, "token": kapp, "api": rancher, "label": label},
+        }),
+    ]  # fmt: skip
+    try:
+        for resource, body in posts:
+            ok(control_plane.request("POST", f"{ns}/{resource}", body))
+        create_config_maps(control_plane, namespace, "after")
+        # Each type's events arrive in order: these two come after every side door.
+        last = {
+            f"namespaces/{namespace}/configmaps/after.yaml",
+            f"namespaces/{namespace}/secrets/copies.yaml",
+        }
+        eventually(
+            "the objects after the side doors on the branch",
+            lambda: last <= tree(exporter.repo).keys(),
+            within=30,
+        )
+        files = tree(exporter.repo)
+        kept = show(exporter.repo, f"namespaces/{namespace}/secrets/copies.yaml")
+    finally:
+        assert exporter.stop() == 0
+    assert not any("helm.release" in path or "legacy" in path for path in files)
+    assert kept["metadata"]["labels"] == {"app": "shop"}
+    assert kept["metadata"]["annotations"] == {
+        "kube2git.io/secret-values": "redact",
+        "team": "payments",
+    }
+    assert find_planted(every_object(exporter.repo), planted) == set()
+    assert find_planted(exporter.logs().encode(), planted) == set()
 
 
 def test_kill_9_during_a_burst_then_restart_loses_nothing(
