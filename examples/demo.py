@@ -167,9 +167,18 @@ def main() -> int:
         exporter.wait(timeout=60)
         print(f"demo: the backup branch in {repo}:\n")
         git = ["git", "--git-dir", str(repo)]
-        subprocess.run([*git, "log", "--format=%h  %<(24)%an %s", "kube2git"], check=True)
+        how = "%(trailers:key=Attribution,valueonly,separator=)"
+        subprocess.run(
+            [*git, "log", f"--format=%h  %<(24)%an %<(14){how} %s", "kube2git"], check=True
+        )
+        print("\ndemo: one actor per commit: the edit by kubectl-edit, the deletion by unknown")
+        print("demo: (a deletion carries no field manager; the audit webhook would name the user)")
         print("\ndemo: the last commit:\n")
         subprocess.run([*git, "show", "--stat", "--format=%an <%ae>%n%n%B", "kube2git"], check=True)
+        print("demo: kube2git log ConfigMap/shop/web-config:\n")
+        subprocess.run(
+            ["kube2git", "log", "--repo", str(repo), "ConfigMap/shop/web-config"], check=True
+        )
         print("demo: autoscaling made no commit; the Secret's value is not in the repository.")
     finally:
         if args.keep:
