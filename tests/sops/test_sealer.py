@@ -242,3 +242,17 @@ def test_after_a_rekey_the_exporter_keeps_the_rekeyed_files(
     sealer = make_sealer(branch, age_key, recipients=[new_key.recipient])
     assert commit(branch, sealer, secret_body()) == dump_bytes(rekeyed)
     assert _open(branch.files[PATH], new_key)["data"] == secret_body()["data"]
+
+
+def test_a_file_without_its_fingerprint_is_written_anew_from_the_cluster(
+    age_key: AgeKeyPair,
+) -> None:
+    branch = Branch()
+    first = commit(branch, make_sealer(branch, age_key), secret_body())
+    edited = load(first)
+    del edited["metadata"]["annotations"][FINGERPRINT_ANNOTATION]
+    branch.files[PATH] = dump_bytes(edited)
+    rewritten = commit(branch, make_sealer(branch, age_key), secret_body())
+    assert rewritten != dump_bytes(edited)
+    assert FINGERPRINT_ANNOTATION in load(rewritten)["metadata"]["annotations"]
+    assert _open(rewritten, age_key)["data"] == secret_body()["data"]
