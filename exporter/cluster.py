@@ -374,6 +374,23 @@ class Cluster:
                     pending = []
         raise WatchListUnsupported(f"{resource.name}: no initial-events-end bookmark")
 
+    async def list_one(self, resource: ApiResource, namespace: str, name: str) -> Json | None:
+        """One object by name, read with LIST and a ``metadata.name`` field selector, not GET:
+        kube2git's role grants only list and watch (get is the verb that reaches pods/log,
+        nodes/proxy and the like). None when it does not exist."""
+        base = resource.path.removesuffix(f"/{resource.resource}")
+        where = f"/namespaces/{namespace}" if resource.namespaced else ""
+        page = await self.get(
+            f"{base}{where}/{resource.resource}", {"fieldSelector": f"metadata.name={name}"}
+        )
+        for item in page.get("items") or []:
+            if (item.get("metadata") or {}).get("name") == name:
+                item.setdefault("apiVersion", resource.api_version)
+                item.setdefault("kind", resource.kind)
+                found: Json = item
+                return found
+        return None
+
     async def list_all(self, resource: ApiResource) -> tuple[list[Json], str]:
         """Every object of a type (all pages) and the list's resourceVersion."""
         objects: list[Json] = []

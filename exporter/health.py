@@ -13,7 +13,7 @@ from exporter.metrics import Metrics
 log = structlog.get_logger()
 
 Readiness = Callable[[], tuple[bool, str]]
-"""Returns (ready, why not)."""
+"""Returns (ready, detail): why not ready, or what a ready process still reports."""
 
 
 class HealthServer:
@@ -52,9 +52,10 @@ class HealthServer:
         return web.Response(text="ok\n")
 
     async def _readyz(self, _request: web.Request) -> web.Response:
-        ready, why = self._readiness()
+        ready, detail = self._readiness()
         self._metrics.ready.set(1 if ready else 0)
-        return web.Response(status=200 if ready else 503, text=("ok" if ready else why) + "\n")
+        text = ("ok\n" + detail if ready else detail).rstrip("\n") + "\n"
+        return web.Response(status=200 if ready else 503, text=text)
 
     async def _metrics_page(self, _request: web.Request) -> web.Response:
         return web.Response(body=self._metrics.render(), content_type="text/plain", charset="utf-8")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -22,6 +22,8 @@ class Sampled:
     throttled: Callable[[], float]
     queue_depth: Callable[[], float]
     pending: Callable[[], float]
+    denied_types: Callable[[], Iterable[str]] = tuple
+    """Types RBAC does not let kube2git list or watch (``resource[.group]``)."""
 
 
 class _SampledCollector(Collector):
@@ -50,6 +52,14 @@ class _SampledCollector(Collector):
         yield GaugeMetricFamily(
             "kube2git_pending_changes", "Changes waiting for their commit.", value=s.pending()
         )
+        denied = GaugeMetricFamily(
+            "kube2git_type_denied",
+            "1 for each type RBAC does not let kube2git list or watch (not recorded).",
+            labels=["resource"],
+        )
+        for name in s.denied_types():
+            denied.add_metric([name], 1)
+        yield denied
 
 
 class Metrics:

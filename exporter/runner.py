@@ -109,6 +109,7 @@ class Exporter:
         self._unpushed = asyncio.Event()
         self._rediscover = asyncio.Event()
         self._synced = False
+        self._denied_at_sync: set[str] = set()
         self._task_group: asyncio.TaskGroup | None = None
         self.health: HealthServer | None = None
         election = settings.run.leader_election
@@ -133,22 +134,34 @@ class Exporter:
                 throttled=lambda: self._watch_stats.throttled,
                 queue_depth=self._queue.qsize,
                 pending=lambda: len(self._coalescer) if self._coalescer else 0,
+                denied_types=self.denied_types,
             )
         )
 
     # -- readiness -------------------------------------------------------------------------
 
+    def denied_types(self) -> list[str]:
+        """Types RBAC does not let kube2git list or watch: reported (log, the
+        ``kube2git_type_denied`` metric, ``/readyz`` detail), never fatal."""
+        watching = {r.name: w for r, (w, _) in self._watchers.items()}
+        denied = {name for name in self._denied_at_sync if name not in watching}
+        denied |= {name for name, watcher in watching.items() if watcher.forbidden}
+        return sorted(denied)
+
     def readiness(self) -> tuple[bool, str]:
+        """(ready, detail): why not ready, and the types RBAC denies (which do not block)."""
+        denied = self.denied_types()
+        detail = "\nnot permitted by RBAC, not recorded: " + ", ".join(denied) if denied else ""
         if self._elector is not None and not self._elector.is_leader:
             return False, f"waiting for leadership ({self._elector.identity})"
         if not self._synced:
-            return False, "initial sync in progress"
+            return False, "initial sync in progress" + detail
         unhealthy = sorted(
             r.name for r, (w, _) in self._watchers.items() if not (w.healthy or w.forbidden)
         )
         if unhealthy:
-            return False, "watches not established: " + ", ".join(unhealthy[:10])
-        return True, ""
+            return False, "watches not established: " + ", ".join(unhealthy[:10]) + detail
+        return True, detail.lstrip("\n")
 
     # -- supervision -----------------------------------------------------------------------
 
@@ -190,6 +203,7 @@ class Exporter:
         changes, report = await sync.run(index)
         for name, reason in sorted(report.types_failed.items()):
             log.warning("sync.type_not_read", type=name, reason=reason)
+        self._denied_at_sync = {n for n, r in report.types_failed.items() if r == "forbidden"}
         self._coalescer = Coalescer(index, blob_id=self._store.blob_id, pacer=self._pacer)
         for change in observed_after_gap(changes, capture_gap(index)):
             self._coalescer.offer(change)
@@ -367,18 +381,13 @@ class Exporter:
             resource = by_kind.get((target.group, target.kind))
             if resource is None or not resource.namespaced:
                 continue
-            path = resource.path.replace(
-                f"/{resource.resource}",
-                f"/namespaces/{target.namespace}/{resource.resource}/{target.name}",
-            )
             try:
-                obj = await self._cluster.get(path)
+                obj = await self._cluster.list_one(resource, target.namespace, target.name)
             except ClusterError as error:
                 log.info("hpa.target_unreadable", target=target.name, error=str(error))
                 continue
-            obj.setdefault("apiVersion", resource.api_version)
-            obj.setdefault("kind", resource.kind)
-            await self._handle(ObjectEvent(resource, EventType.MODIFIED, obj))
+            if obj is not None:
+                await self._handle(ObjectEvent(resource, EventType.MODIFIED, obj))
 
     # -- committing and pushing ------------------------------------------------------------
 

@@ -36,10 +36,15 @@ def helm_template(
     values: Sequence[str] = (),
     api_versions: Sequence[str] = (),
     values_file: Path | None = None,
+    ephemeral: bool = True,
 ) -> list[Manifest]:
-    """``helm template`` of the chart, parsed; ``values`` are ``--set`` expressions."""
+    """``helm template`` of the chart, parsed; ``values`` are ``--set`` expressions.
+
+    ``ephemeral`` sets ``ephemeral=true`` first (``values`` may override it): most tests do
+    not care where the backup goes, and the chart refuses an emptyDir-only backup without it.
+    """
     argv = [str(helm), "template", release, str(CHART), "--namespace", namespace]
-    for item in values:
+    for item in (["ephemeral=true"] if ephemeral else []) + list(values):
         argv += ["--set", item]
     for version in api_versions:
         argv += ["--api-versions", version]

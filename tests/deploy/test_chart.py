@@ -5,6 +5,8 @@ cluster with ``kube2git snapshot``, and cannot read Secrets unless the values al
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import secrets
@@ -24,13 +26,21 @@ import yaml
 
 from exporter.config import Settings
 from tests.cluster.control_plane import ControlPlane
-from tests.deploy.conftest import ROOT, Manifest, Render, one
-from tests.integration.helpers import eventually, free_port, tree
+from tests.deploy.conftest import CHART, ROOT, Manifest, Render, by_kind, one
+from tests.integration.helpers import (
+    create_deployment,
+    create_hpa,
+    eventually,
+    free_port,
+    show,
+    tree,
+)
 
 pytestmark = pytest.mark.cluster
 
 APPLY = "application/apply-patch+yaml"
 SECRET_VALUE = "chart-s3cr3t-" + secrets.token_hex(6)
+LEASE = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "kube2git"}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +120,11 @@ def release_namespace(control_plane: ControlPlane) -> Iterator[str]:
         [],
         ["captureSecrets=true", "persistence.enabled=true"],
         [
+            "replicaCount=2",
+            "rbac.extraRules[0].apiGroups={example.com}",
+            "rbac.extraRules[0].resources={widgets}",
+        ],
+        [
             "git.remote=git@git.example.com:org/backup.git",
             "git.auth.type=ssh",
             "git.auth.sshPrivateKey=KEY",
@@ -121,7 +136,7 @@ def release_namespace(control_plane: ControlPlane) -> Iterator[str]:
             "git.auth.httpsToken=T",
         ],
     ],
-    ids=["defaults", "secrets-and-pvc", "ssh", "https"],
+    ids=["defaults", "secrets-and-pvc", "replicas", "ssh", "https"],
 )
 def test_rendered_manifests_pass_server_side_dry_run(
     control_plane: ControlPlane,
@@ -137,9 +152,11 @@ def test_rendered_manifests_pass_server_side_dry_run(
         api_versions=served.group_versions,
     )
     assert {m["kind"] for m in manifests} >= {
-        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-        "ConfigMap", "Service", "Deployment",
+        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Service",
+        "Deployment",
     }  # fmt: skip
+    if "replicaCount=2" in values:
+        assert {"Role", "RoleBinding", "Lease"} <= {m["kind"] for m in manifests}
     for manifest in manifests:
         status, body = apply(control_plane, served, manifest, dry_run=True)
         assert status in (200, 201), f"{manifest['kind']} {manifest['metadata']['name']}: {body}"
@@ -176,6 +193,7 @@ def test_sidecar_example_rbac_matches_the_chart_and_the_built_in_groups(
     assert core["resources"] == values["rbac"]["coreResources"]
     named = next(r for r in role["rules"] if r["apiGroups"] != [""])
     assert named["resources"] == ["*"]
+    assert all(rule["verbs"] == ["list", "watch"] for rule in role["rules"]), "no get"
     assert built_in_groups(control_plane) <= set(named["apiGroups"])
     assert named["apiGroups"] == values["rbac"]["baseApiGroups"]
     # Every core type kube2git would list and watch is in the chart's list, except Secrets.
@@ -186,6 +204,125 @@ def test_sidecar_example_rbac_matches_the_chart_and_the_built_in_groups(
         if "/" not in r["name"] and {"list", "watch"} <= set(r.get("verbs", []))
     }
     assert watchable - {"secrets"} == set(values["rbac"]["coreResources"])
+
+
+def test_sidecar_example_serves_the_repository_on_loopback_only(tmp_path: Path) -> None:
+    """git daemon has no authentication: the example runs it on the pod's loopback (reached
+    with kubectl port-forward, which the API server authenticates), exposes no git port in
+    its Service, and admits only the health port through its NetworkPolicy. Its exact
+    command, run here, serves clones on 127.0.0.1, nothing on another address, no pushes."""
+    documents = [
+        d for d in yaml.safe_load_all((ROOT / "deploy" / "sidecar-example.yaml").read_text()) if d
+    ]
+    service = next(d for d in documents if d["kind"] == "Service")
+    assert [p["port"] for p in service["spec"]["ports"]] == [8080]
+    policy = next(d for d in documents if d["kind"] == "NetworkPolicy")
+    pod = next(d for d in documents if d["kind"] == "Deployment")["spec"]["template"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}]}]
+    data = next(v for v in pod["spec"]["volumes"] if v["name"] == "data")
+    assert "persistentVolumeClaim" in data, "with no remote, the volume is the only copy"
+    daemon = next(c for c in pod["spec"]["containers"] if c["name"] == "git-daemon")
+    assert "ports" not in daemon
+    assert not any(m.get("readOnly") is not True for m in daemon["volumeMounts"])
+
+    source = tmp_path / "work"
+    subprocess.run(["git", "init", "-q", "-b", "kube2git", str(source)], check=True)
+    (source / "cluster").mkdir()
+    (source / "cluster" / "ns.yaml").write_text("kind: Namespace\n")
+    subprocess.run(["git", "-C", str(source), "add", "."], check=True)
+    subprocess.run(
+        ["git", "-C", str(source), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm",
+         "one"],
+        check=True,
+    )  # fmt: skip
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    subprocess.run(
+        ["git", "clone", "-q", "--bare", str(source), str(data_dir / "kube2git.git")], check=True
+    )
+    port = free_port()
+    command = [
+        f"--port={port}" if arg.startswith("--port=") else arg.replace("/data", str(data_dir))
+        for arg in daemon["command"]
+    ]
+    daemon_proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+
+        def cloned() -> bool:
+            target = tmp_path / f"clone-{secrets.token_hex(3)}"
+            done = subprocess.run(
+                ["git", "clone", "-q", f"git://127.0.0.1:{port}/kube2git.git", str(target)],
+                capture_output=True, timeout=30, check=False,
+            )  # fmt: skip
+            return done.returncode == 0 and (target / "cluster" / "ns.yaml").exists()
+
+        eventually("a clone over 127.0.0.1", cloned, within=20)
+        elsewhere = subprocess.run(
+            ["git", "ls-remote", f"git://127.0.0.2:{port}/kube2git.git"],
+            capture_output=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert elsewhere.returncode != 0, "served on another address than 127.0.0.1"
+        pushed = subprocess.run(
+            ["git", "-C", str(source), "push", f"git://127.0.0.1:{port}/kube2git.git",
+             "kube2git:refs/heads/pushed"],
+            capture_output=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert pushed.returncode != 0, "git daemon accepted a push"
+    finally:
+        daemon_proc.terminate()
+        daemon_proc.wait(timeout=30)
+
+
+def helm_install_dry_run(
+    helm: Path, cluster: ControlPlane, namespace: str, values: list[str]
+) -> subprocess.CompletedProcess[str]:
+    """``helm install --dry-run=server`` against the control plane: renders everything,
+    NOTES included, and installs nothing."""
+    argv = [
+        str(helm), "install", "backup", str(CHART), "-n", namespace, "--dry-run=server",
+        "--kubeconfig", str(cluster.kubeconfig),
+    ]  # fmt: skip
+    for item in values:
+        argv += ["--set", item]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        (["ephemeral=true"], "NOWHERE DURABLE"),
+        (["persistence.enabled=true"], "only the PersistentVolumeClaim backup-kube2git"),
+        (
+            ["git.remote=ssh://git@git.example.com/o/r.git"],
+            "pushed to ssh://git@git.example.com/o/r.git, the durable copy; in the pod it is on"
+            " an emptyDir",
+        ),
+        (
+            ["git.remote=ssh://git@git.example.com/o/r.git", "persistence.enabled=true"],
+            "pushed to ssh://git@git.example.com/o/r.git, the durable copy; in the pod it is on"
+            " the PersistentVolumeClaim backup-kube2git",
+        ),
+    ],
+    ids=["ephemeral", "volume", "remote", "remote-and-volume"],
+)
+def test_notes_say_where_the_backup_goes(
+    helm: Path, control_plane: ControlPlane, release_namespace: str, values: list[str], says: str
+) -> None:
+    done = helm_install_dry_run(helm, control_plane, release_namespace, values)
+    assert done.returncode == 0, done.stderr
+    notes = " ".join(done.stdout.split("NOTES:", 1)[1].split())
+    assert "Where the backup goes: " + says in notes, notes
+
+
+def test_helm_install_refuses_an_emptydir_only_backup(
+    helm: Path, control_plane: ControlPlane, release_namespace: str
+) -> None:
+    done = helm_install_dry_run(helm, control_plane, release_namespace, [])
+    assert done.returncode != 0
+    assert "would live only in an emptyDir and be lost with the pod" in done.stderr, done.stderr
+    assert "ephemeral=true" in done.stderr
 
 
 # ---- the chart's RBAC, for real ------------------------------------------------------------
@@ -299,7 +436,9 @@ def install_identity(
         values=values,
         api_versions=() if offline else served.group_versions,
     )
-    kinds = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+    kinds = (
+        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Lease"
+    )  # fmt: skip
     for manifest in manifests:
         if manifest["kind"] in kinds:
             status, body = apply(cluster, served, manifest, dry_run=False)
@@ -308,12 +447,40 @@ def install_identity(
     token = _token(cluster, namespace, account)
     kubeconfig = _kubeconfig(cluster, token, directory / "sa.kubeconfig")
     granted: set[str] | None = set()
-    for rule in one(manifests, "ClusterRole")["rules"]:
-        if "*" in rule["apiGroups"]:
-            granted = None
-        elif granted is not None:
-            granted |= set(rule["apiGroups"]) - {""}
-    return Installed(namespace, account, manifests, kubeconfig, token, granted)
+    for role in by_kind(manifests, "ClusterRole"):
+        for rule in role["rules"]:
+            if "*" in rule["apiGroups"]:
+                granted = None
+            elif granted is not None:
+                granted |= set(rule["apiGroups"]) - {""}
+    installed = Installed(namespace, account, manifests, kubeconfig, token, granted)
+    wait_for_aggregation(ctx, installed)
+    return installed
+
+
+def bound_role(installed: Installed) -> Manifest:
+    name = one(installed.manifests, "ClusterRoleBinding")["roleRef"]["name"]
+    return next(
+        m for m in by_kind(installed.manifests, "ClusterRole") if m["metadata"]["name"] == name
+    )
+
+
+def wait_for_aggregation(ctx: Context, installed: Installed, *, rule: Any = None) -> None:
+    """Wait until the controller manager has aggregated the chart's own rules (and ``rule``,
+    when given) into the bound ClusterRole."""
+    bound = bound_role(installed)
+    if "aggregationRule" not in bound:
+        return
+    own = [
+        r for m in by_kind(installed.manifests, "ClusterRole") if m is not bound for r in m["rules"]
+    ]
+    wanted = own + ([rule] if rule is not None else [])
+
+    def aggregated() -> bool:
+        live = ctx.cluster.request("GET", object_path(ctx.served, bound)).body
+        return all(r in (live.get("rules") or []) for r in wanted)
+
+    eventually("the ClusterRole aggregation", aggregated, within=60)
 
 
 def uninstall_identity(ctx: Context, installed: Installed) -> None:
@@ -396,50 +563,10 @@ def test_chart_rbac_captures_everything_but_secrets(
             )
             == 403
         )
-        # Its Lease, in its own namespace only.
-        lease = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": "kube2git"},
-        }
-        assert (
-            _token_request(
-                control_plane,
-                token,
-                "POST",
-                f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
-                lease,
-            )
-            == 201
-        )
-        assert (
-            _token_request(
-                control_plane,
-                token,
-                "GET",
-                f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/kube2git",
-            )
-            == 200
-        )
-        assert (
-            _token_request(
-                control_plane,
-                token,
-                "POST",
-                "/apis/coordination.k8s.io/v1/namespaces/default/leases",
-                lease,
-            )
-            == 403
-        )
-        assert (
-            _token_request(
-                control_plane,
-                token,
-                "DELETE",
-                f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/kube2git",
-            )
-            == 403
-        )
+        # One replica: no leader election, so no Lease rights at all.
+        leases = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+        assert _token_request(control_plane, token, "POST", leases, LEASE) == 403
+        assert _token_request(control_plane, token, "GET", f"{leases}/kube2git") == 403
 
         repo = tmp_path / "backup.git"
         code, output = run_snapshot(installed, repo, tmp_path)
@@ -448,13 +575,13 @@ def test_chart_rbac_captures_everything_but_secrets(
         paths = tree(repo)
         assert paths, output
         assert not [p for p in paths if "/secrets/" in p], "no Secret folder at all"
-        role = one(installed.manifests, "ClusterRole")["metadata"]["name"]
+        role = bound_role(installed)["metadata"]["name"]
         account = installed.account
         expected = {
             f"cluster/namespaces/{ns}.yaml",
             f"cluster/clusterroles.rbac.authorization.k8s.io/{role}.yaml",
+            f"cluster/clusterroles.rbac.authorization.k8s.io/{role}-base.yaml",
             f"namespaces/{ns}/serviceaccounts/{account}.yaml",
-            f"namespaces/{ns}/roles.rbac.authorization.k8s.io/{role}-leader-election.yaml",
         }
         assert expected <= set(paths), sorted(p for p in paths if ns in p or role in p)
         # Cluster-scoped types of several groups were read.
@@ -474,8 +601,10 @@ def test_capture_secrets_grants_secrets_and_keeps_values_out(
     control_plane, release_namespace = ctx.cluster, ctx.namespace
     installed = install_identity(ctx, tmp_path, values=["captureSecrets=true"])
     try:
-        path = f"/api/v1/namespaces/{release_namespace}/secrets/{secret_in_namespace}"
-        assert _token_request(control_plane, installed.token, "GET", path) == 200
+        secrets_path = f"/api/v1/namespaces/{release_namespace}/secrets"
+        assert _token_request(control_plane, installed.token, "GET", secrets_path) == 200
+        path = f"{secrets_path}/{secret_in_namespace}"
+        assert _token_request(control_plane, installed.token, "GET", path) == 403, "list only"
         repo = tmp_path / "backup.git"
         code, output = run_snapshot(installed, repo, tmp_path)
         assert code == 0, output
@@ -492,44 +621,84 @@ def test_capture_secrets_grants_secrets_and_keeps_values_out(
         uninstall_identity(ctx, installed)
 
 
-def test_chart_rbac_is_enough_for_run_with_leader_election(ctx: Context, tmp_path: Path) -> None:
-    """``kube2git run`` as the ServiceAccount, with two replicas' configuration (leader
-    election on): it takes the Lease with the chart's Role, lists and watches every type with
-    its ClusterRole, and becomes ready; SIGTERM drains and exits 0."""
-    installed = install_identity(ctx, tmp_path, values=["replicaCount=2"])
-    try:
-        config = yaml.safe_load(one(installed.manifests, "ConfigMap")["data"]["config.yaml"])
-        assert config["run"]["leader_election"]["enabled"] is True
-        port = free_port()
-        config["run"]["listen"] = f"127.0.0.1:{port}"
-        config["run"]["leader_election"]["identity"] = "test-replica"
-        # CRDs that concurrent tests create after the render are not in the role: leave them
-        # out, as a `helm upgrade` would put them in.
+@contextlib.contextmanager
+def running(
+    installed: Installed,
+    directory: Path,
+    port: int,
+    *,
+    identity: str = "",
+    test_crds: bool = False,
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """``kube2git run`` as the ServiceAccount with the chart's config file, listening on
+    ``port``; SIGTERM on exit, which must drain and exit 0.
+
+    The CRDs that tests create after the render (``*.kube2git.test``) are not in the role:
+    left out unless ``test_crds``, as a ``helm upgrade`` would put them in.
+    """
+    config = yaml.safe_load(one(installed.manifests, "ConfigMap")["data"]["config.yaml"])
+    config["run"]["listen"] = f"127.0.0.1:{port}"
+    if identity:
+        config["run"]["leader_election"]["identity"] = identity
+    if not test_crds:
         config.setdefault("filters", {}).setdefault("select", {})["exclude_types"] = [
             *Settings().filters.select.exclude_types,
             "*.kube2git.test/*",
         ]
-        config_file = tmp_path / "run.yaml"
-        config_file.write_text(yaml.safe_dump(config))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE2GIT_")}
-        log = tmp_path / "run.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [
-                    sys.executable, "-m", "exporter.cli", "run",
-                    "--repo", str(tmp_path / "backup.git"),
-                    "--kubeconfig", str(installed.kubeconfig), "--config", str(config_file),
-                ],
-                stdout=out, stderr=out, env=env, cwd=ROOT,
-            )  # fmt: skip
-        try:
+    config_file = directory / "run.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE2GIT_")}
+    log = directory / "run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "exporter.cli", "run",
+                "--repo", str(directory / "backup.git"),
+                "--kubeconfig", str(installed.kubeconfig), "--config", str(config_file),
+            ],
+            stdout=out, stderr=out, env=env, cwd=ROOT,
+        )  # fmt: skip
+    try:
+        yield proc, log
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=90)
+    assert code == 0, log.read_text()[-3000:]
 
-            def ready() -> bool:
-                if proc.poll() is not None:
-                    pytest.fail(f"kube2git run exited {proc.returncode}: {log.read_text()[-3000:]}")
-                return _http(port, "/readyz") == 200
 
-            eventually("kube2git run to be ready as the ServiceAccount", ready, within=120)
+def _ready(proc: subprocess.Popen[bytes], log: Path, port: int) -> bool:
+    if proc.poll() is not None:
+        pytest.fail(f"kube2git run exited {proc.returncode}: {log.read_text()[-3000:]}")
+    return _get_status(port, "/readyz")[0] == 200
+
+
+def _log_events(log: Path) -> list[dict[str, Any]]:
+    events = []
+    for line in log.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if isinstance(event, dict):
+                events.append(event)
+    return events
+
+
+def test_chart_rbac_is_enough_for_run_with_leader_election(ctx: Context, tmp_path: Path) -> None:
+    """``kube2git run`` as the ServiceAccount, with two replicas' configuration (leader
+    election on): it takes the chart's Lease with the chart's Role (get and update, no
+    create), lists and watches every type with its ClusterRole (no get: an HPA's target is
+    re-read by a LIST), and becomes ready; SIGTERM drains and exits 0."""
+    installed = install_identity(ctx, tmp_path, values=["replicaCount=2"])
+    config = yaml.safe_load(one(installed.manifests, "ConfigMap")["data"]["config.yaml"])
+    assert config["run"]["leader_election"]["enabled"] is True
+    port = free_port()
+    try:
+        with running(installed, tmp_path, port, identity="test-replica") as (proc, log):
+            eventually(
+                "kube2git run to be ready as the ServiceAccount",
+                lambda: _ready(proc, log, port),
+                within=120,
+            )
             lease = ctx.cluster.request(
                 "GET",
                 f"/apis/coordination.k8s.io/v1/namespaces/{ctx.namespace}/leases/"
@@ -537,22 +706,218 @@ def test_chart_rbac_is_enough_for_run_with_leader_election(ctx: Context, tmp_pat
             )
             assert lease.status == 200, lease.body
             assert lease.body["spec"]["holderIdentity"] == "test-replica"
+            # An HPA that targets a recorded Deployment: the Deployment is read again (LIST
+            # by name) and recorded without its replicas.
+            create_deployment(ctx.cluster, ctx.namespace, "web", replicas=2, image="nginx")
+            web = f"namespaces/{ctx.namespace}/deployments.apps/web.yaml"
+            eventually("the deployment", lambda: web in tree(tmp_path / "backup.git"))
+            assert show(tmp_path / "backup.git", web)["spec"]["replicas"] == 2
+            create_hpa(ctx.cluster, ctx.namespace, "web", max_replicas=5)
+            eventually(
+                "replicas to leave the file",
+                lambda: "replicas" not in show(tmp_path / "backup.git", web)["spec"],
+            )
             logs = log.read_text()
             assert "forbidden" not in logs, logs[-3000:]
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=90)
-        assert code == 0, log.read_text()[-3000:]
+            assert "hpa.target_unreadable" not in logs, logs[-3000:]
     finally:
         uninstall_identity(ctx, installed)
 
 
-def _http(port: int, path: str) -> int:
+# ---- least privilege: what the ServiceAccount can never do ---------------------------------
+
+REACH_INTO_WORKLOADS = [
+    ("get", "nodes", "proxy"),
+    ("get", "pods", "log"),
+    ("create", "pods", "exec"),
+    ("get", "pods", "exec"),
+    ("create", "pods", "portforward"),
+    ("get", "services", "proxy"),
+]
+
+
+def can_i(installed: Installed, verb: str, resource: str, *flags: str) -> bool:
+    """``kubectl auth can-i`` as the ServiceAccount (its TokenRequest token)."""
+    done = subprocess.run(
+        ["kubectl", "--kubeconfig", str(installed.kubeconfig), "auth", "can-i", verb, resource,
+         *flags],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    answer = done.stdout.strip()
+    assert answer in ("yes", "no"), done.stdout + done.stderr
+    return answer == "yes"
+
+
+@pytest.mark.parametrize("capture_secrets", [False, True], ids=["no-secrets", "secrets"])
+def test_service_account_cannot_reach_into_workloads(
+    ctx: Context, tmp_path: Path, capture_secrets: bool
+) -> None:
+    """No get at all, so no logs, exec, port-forward or proxies, whatever captureSecrets says;
+    list Secrets only with captureSecrets; list and watch of everything else."""
+    values = [f"captureSecrets={str(capture_secrets).lower()}", "replicaCount=2"]
+    installed = install_identity(ctx, tmp_path, values=values)
+    try:
+        for scope in (["--all-namespaces"], ["-n", ctx.namespace]):
+            for verb, resource, subresource in REACH_INTO_WORKLOADS:
+                assert not can_i(installed, verb, resource, "--subresource", subresource, *scope)
+        everywhere = "--all-namespaces"
+        for resource in ("pods", "configmaps", "secrets", "nodes", "deployments.apps"):
+            readable = resource != "secrets" or capture_secrets
+            assert not can_i(installed, "get", resource, everywhere), resource
+            assert can_i(installed, "list", resource, everywhere) is readable, resource
+            assert can_i(installed, "watch", resource, everywhere) is readable, resource
+        for verb in ("create", "update", "patch", "delete", "deletecollection"):
+            assert not can_i(installed, verb, "configmaps", everywhere), verb
+        assert not can_i(installed, "create", "serviceaccounts", "--subresource", "token",
+                         "-n", ctx.namespace)  # fmt: skip
+    finally:
+        uninstall_identity(ctx, installed)
+
+
+def test_leader_election_rights_are_its_own_lease_only(ctx: Context, tmp_path: Path) -> None:
+    """The chart creates the Lease; the account may get and update that one, nothing else:
+    not create one, not read or take another, not delete its own."""
+    installed = install_identity(ctx, tmp_path, values=["replicaCount=2"])
+    try:
+        token, ns = installed.token, ctx.namespace
+        name = one(installed.manifests, "Lease")["metadata"]["name"]
+        leases = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+        own = ctx.cluster.request("GET", f"{leases}/{name}")
+        assert own.status == 200, own.body
+        assert _token_request(ctx.cluster, token, "GET", f"{leases}/{name}") == 200
+        taken = own.body | {"spec": {"holderIdentity": "test", "leaseDurationSeconds": 15}}
+        assert _token_request(ctx.cluster, token, "PUT", f"{leases}/{name}", taken) == 200
+        other = {**LEASE, "metadata": {"name": "someone-else"}}
+        assert ctx.cluster.request("POST", leases, other).status == 201
+        assert _token_request(ctx.cluster, token, "GET", f"{leases}/someone-else") == 403
+        assert _token_request(ctx.cluster, token, "POST", leases, LEASE) == 403
+        assert _token_request(ctx.cluster, token, "DELETE", f"{leases}/{name}") == 403
+        assert (
+            _token_request(
+                ctx.cluster, token, "GET",
+                f"/apis/coordination.k8s.io/v1/namespaces/default/leases/{name}",
+            )
+            == 403
+        )  # fmt: skip
+    finally:
+        uninstall_identity(ctx, installed)
+
+
+# ---- CRDs installed after the chart ---------------------------------------------------------
+
+
+def _new_crd(ctx: Context) -> tuple[str, str]:
+    """A CRD of a group no role names, created now, with one object in the release namespace;
+    returns (its type name, the object's file in the repository)."""
+    group = f"later{secrets.token_hex(3)}.kube2git.test"
+    ctx.cluster.create_crd(group, "Gizmo", "gizmos")
+    body = {"apiVersion": f"{group}/v1", "kind": "Gizmo", "metadata": {"name": "g1"}}
+    created = ctx.cluster.request(
+        "POST", f"/apis/{group}/v1/namespaces/{ctx.namespace}/gizmos", body
+    )
+    assert created.status == 201, created.body
+    return f"gizmos.{group}", f"namespaces/{ctx.namespace}/gizmos.{group}/g1.yaml"
+
+
+def test_capture_secrets_reads_a_crd_installed_later(ctx: Context, tmp_path: Path) -> None:
+    installed = install_identity(ctx, tmp_path, values=["captureSecrets=true"])
+    try:
+        _, path = _new_crd(ctx)
+        code, output = run_snapshot(installed, tmp_path / "backup.git", tmp_path)
+        assert code == 0, output
+        assert path in tree(tmp_path / "backup.git"), output
+    finally:
+        uninstall_identity(ctx, installed)
+
+
+def test_a_labelled_cluster_role_grants_a_crd_installed_later(ctx: Context, tmp_path: Path) -> None:
+    """Without captureSecrets the later CRD is reported as denied, and the snapshot goes on;
+    a ClusterRole labelled kube2git.io/aggregate-to-reader grants it, with no chart change."""
+    installed = install_identity(ctx, tmp_path, values=[])
+    name, path = _new_crd(ctx)
+    group = name.split(".", 1)[1]
+    extra = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {
+            "name": f"kube2git-test-{group}",
+            "labels": {"kube2git.io/aggregate-to-reader": "true"},
+        },
+        "rules": [{"apiGroups": [group], "resources": ["gizmos"], "verbs": ["list", "watch"]}],
+    }
+    try:
+        repo = tmp_path / "backup.git"
+        code, output = run_snapshot(installed, repo, tmp_path)
+        assert code == 0, output
+        assert f"kube2git: not read: {name}: forbidden" in output
+        assert path not in tree(repo)
+
+        status, body = apply(ctx.cluster, ctx.served, extra, dry_run=False)
+        assert status in (200, 201), body
+        wait_for_aggregation(ctx, installed, rule=extra["rules"][0])
+        code, output = run_snapshot(installed, repo, tmp_path)
+        assert code == 0, output
+        assert name not in output
+        assert path in tree(repo), output
+    finally:
+        ctx.cluster.request(
+            "DELETE", f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{extra['metadata']['name']}"
+        )
+        uninstall_identity(ctx, installed)
+
+
+def test_run_reports_denied_types_and_keeps_going(ctx: Context, tmp_path: Path) -> None:
+    """``kube2git run`` as the ServiceAccount without captureSecrets: a CRD it may not read,
+    present at start and another created while it runs, are each reported (log, metric,
+    /readyz detail) while it stays ready and records everything else."""
+    installed = install_identity(ctx, tmp_path, values=[])
+    try:
+        early, _ = _new_crd(ctx)
+        port = free_port()
+        with running(installed, tmp_path, port, test_crds=True) as (proc, log):
+            eventually("ready", lambda: _ready(proc, log, port), within=120)
+            late, _ = _new_crd(ctx)
+
+            def both_reported() -> bool:
+                _ready(proc, log, port)
+                metrics = _get_status(port, "/metrics")[1]
+                return all(
+                    f'kube2git_type_denied{{resource="{name}"}} 1.0' in metrics
+                    for name in (early, late)
+                )
+
+            eventually("both types in kube2git_type_denied", both_reported, within=60)
+            status, text = _get_status(port, "/readyz")
+            assert status == 200, text
+            assert text.startswith("ok\n"), text
+            assert early in text, text
+            assert late in text, text
+            reported = {(e.get("event"), e.get("type")) for e in _log_events(log)}
+            assert ("sync.forbidden", early) in reported, log.read_text()[-3000:]
+            assert ("watch.forbidden", late) in reported, log.read_text()[-3000:]
+            # Everything else is still recorded.
+            marker = {"metadata": {"name": "after-denial"}}
+            made = ctx.cluster.request(
+                "POST", f"/api/v1/namespaces/{ctx.namespace}/configmaps", marker
+            )
+            assert made.status == 201, made.body
+            eventually(
+                "the marker's commit",
+                lambda: (
+                    f"namespaces/{ctx.namespace}/configmaps/after-denial.yaml"
+                    in tree(tmp_path / "backup.git")
+                ),
+            )
+    finally:
+        uninstall_identity(ctx, installed)
+
+
+def _get_status(port: int, path: str) -> tuple[int, str]:
+    """(HTTP status, body) of kube2git's health port; (0, "") while it does not answer."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
-            return int(reply.status)
+            return int(reply.status), reply.read().decode()
     except urllib.error.HTTPError as error:
-        return int(error.code)
+        return int(error.code), error.read().decode()
     except OSError:
-        return 0
+        return 0, ""

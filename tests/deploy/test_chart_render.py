@@ -16,7 +16,8 @@ from exporter.config import Settings, load_settings
 from filters.policy import SecretMode
 from tests.deploy.conftest import CHART, Manifest, Render, by_kind, one
 
-READ = ["get", "list", "watch"]
+READ = ["list", "watch"]
+AGGREGATE_LABEL = "kube2git.io/aggregate-to-reader"
 
 
 def _config(manifests: list[Manifest], tmp_path: Path) -> Settings:
@@ -27,9 +28,25 @@ def _config(manifests: list[Manifest], tmp_path: Path) -> Settings:
     return load_settings(path)
 
 
+def _bound_role(manifests: list[Manifest]) -> Manifest:
+    """The ClusterRole the ServiceAccount is bound to."""
+    name = one(manifests, "ClusterRoleBinding")["roleRef"]["name"]
+    return next(m for m in by_kind(manifests, "ClusterRole") if m["metadata"]["name"] == name)
+
+
 def _cluster_rules(manifests: list[Manifest]) -> list[dict[str, list[str]]]:
-    rules: list[dict[str, list[str]]] = one(manifests, "ClusterRole")["rules"]
-    return rules
+    """The rules the bound role holds, or aggregates from the chart's own ClusterRoles."""
+    bound = _bound_role(manifests)
+    if "aggregationRule" not in bound:
+        rules: list[dict[str, list[str]]] = bound["rules"]
+        return rules
+    selectors = [s["matchLabels"] for s in bound["aggregationRule"]["clusterRoleSelectors"]]
+    return [
+        rule
+        for role in by_kind(manifests, "ClusterRole")
+        if any(s.items() <= role["metadata"].get("labels", {}).items() for s in selectors)
+        for rule in role["rules"]
+    ]
 
 
 def _container(manifests: list[Manifest]) -> Manifest:
@@ -40,7 +57,16 @@ def _container(manifests: list[Manifest]) -> Manifest:
 
 
 def test_helm_lint(helm: Path) -> None:
-    for values in ([], ["captureSecrets=true", "git.auth.type=https", "git.auth.httpsToken=t"]):
+    for values in (
+        ["ephemeral=true"],
+        [
+            "captureSecrets=true",
+            "git.remote=https://git.example.com/o/r.git",
+            "git.auth.type=https",
+            "git.auth.httpsToken=t",
+            "replicaCount=2",
+        ],
+    ):
         argv = [str(helm), "lint", "--strict", str(CHART)]
         for item in values:
             argv += ["--set", item]
@@ -69,7 +95,7 @@ def test_default_rbac_is_read_only_and_excludes_secrets(render: Render) -> None:
     } <= set(named[0]["apiGroups"])  # fmt: skip
     assert "" not in named[0]["apiGroups"]
     binding = one(manifests, "ClusterRoleBinding")
-    assert binding["roleRef"]["name"] == one(manifests, "ClusterRole")["metadata"]["name"]
+    assert binding["roleRef"]["name"] == "backup-kube2git"
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "backup-kube2git", "namespace": "kube2git"}
     ]
@@ -130,6 +156,74 @@ def test_user_config_is_kept_under_the_chart_settings(render: Render, tmp_path: 
     assert settings.git.remote.url == "ssh://git@git.example.com/o/r.git"
 
 
+SUBRESOURCE_VALUES = [
+    [],
+    ["captureSecrets=true"],
+    ["replicaCount=2", "rbac.extraApiGroups={cert-manager.io}"],
+    ["captureSecrets=true", "replicaCount=2"],
+    ["rbac.extraRules[0].apiGroups={example.com}", "rbac.extraRules[0].resources={widgets}"],
+]
+
+
+@pytest.mark.parametrize("values", SUBRESOURCE_VALUES)
+def test_roles_grant_list_and_watch_and_only_the_lease_beyond(
+    render: Render, values: list[str]
+) -> None:
+    """No get (pods/log, nodes/proxy, services/proxy, the exec websocket), no create, no
+    write: every cluster-wide rule is list and watch; the one exception is get and update
+    of the chart's own Lease, by name."""
+    manifests = render(values=values)
+    for role in by_kind(manifests, "ClusterRole"):
+        for rule in role["rules"]:
+            assert rule["verbs"] == READ, (role["metadata"]["name"], rule)
+            assert "resourceNames" not in rule
+    for role in by_kind(manifests, "Role"):
+        assert role["rules"] == [
+            {
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "resourceNames": ["backup-kube2git"],
+                "verbs": ["get", "update"],
+            }
+        ]
+
+
+def test_without_secrets_the_bound_role_aggregates_labelled_roles(render: Render) -> None:
+    manifests = render(
+        values=[
+            "rbac.extraRules[0].apiGroups={example.com}",
+            "rbac.extraRules[0].resources={widgets,gadgets}",
+        ]
+    )
+    bound = _bound_role(manifests)
+    assert bound["rules"] == [], "filled in by the aggregation controller"
+    selectors = [s["matchLabels"] for s in bound["aggregationRule"]["clusterRoleSelectors"]]
+    assert {AGGREGATE_LABEL: "true"} in selectors
+    # The chart's own rules are aggregated by a label of this release only, so another
+    # release's roles (one with captureSecrets=true, say) never widen this one.
+    own = next(m for m in by_kind(manifests, "ClusterRole") if m is not bound)
+    assert AGGREGATE_LABEL not in own["metadata"]["labels"]
+    assert any(s.items() <= own["metadata"]["labels"].items() for s in selectors)
+    assert {"apiGroups": ["example.com"], "resources": ["widgets", "gadgets"], "verbs": READ} in (
+        own["rules"]
+    )
+    with_secrets = render(values=["captureSecrets=true"])
+    assert "aggregationRule" not in _bound_role(with_secrets)
+    assert len(by_kind(with_secrets, "ClusterRole")) == 1
+
+
+@pytest.mark.parametrize("resource", ["secrets", "*"])
+def test_extra_rules_cannot_grant_core_secrets(
+    render: Render, tmp_path: Path, resource: str
+) -> None:
+    values = tmp_path / "values.yaml"
+    rule = {"apiGroups": ["apps", ""], "resources": ["configmaps", resource]}
+    values.write_text(yaml.safe_dump({"rbac": {"extraRules": [rule]}}))
+    with pytest.raises(AssertionError, match="must not grant core Secrets"):
+        render(values_file=values)
+    assert by_kind(render(values_file=values, values=["captureSecrets=true"]), "ClusterRole")
+
+
 def test_replicas_turn_on_leader_election(render: Render, tmp_path: Path) -> None:
     single = _config(render(), tmp_path).run.leader_election
     assert single.enabled is False
@@ -139,19 +233,31 @@ def test_replicas_turn_on_leader_election(render: Render, tmp_path: Path) -> Non
     assert election.namespace == "kube2git"
 
 
-def test_leader_election_role_is_namespaced_to_leases(render: Render) -> None:
-    manifests = render()
-    role = one(manifests, "Role")
-    assert role["metadata"]["namespace"] == "kube2git"
-    assert role["rules"] == [
-        {
-            "apiGroups": ["coordination.k8s.io"],
-            "resources": ["leases"],
-            "verbs": ["get", "create", "update"],
-        }
-    ]
-    assert one(manifests, "RoleBinding")["roleRef"]["name"] == role["metadata"]["name"]
-    assert not by_kind(render(values=["rbac.leaderElection=false"]), "Role")
+def test_leader_election_gets_its_own_lease_and_nothing_else(
+    render: Render, tmp_path: Path
+) -> None:
+    """RBAC cannot limit create to one name: the chart creates the Lease, and the Role may
+    only get and update that one. One replica has no Lease and no Role at all."""
+    for values in (["replicaCount=2"], ["config.run.leader_election.enabled=true"]):
+        manifests = render(values=values)
+        election = _config(manifests, tmp_path).run.leader_election
+        assert election.enabled is True
+        lease = one(manifests, "Lease")
+        assert lease["apiVersion"] == "coordination.k8s.io/v1"
+        assert lease["metadata"]["name"] == election.name == "backup-kube2git"
+        assert lease["metadata"]["namespace"] == election.namespace == "kube2git"
+        assert "spec" not in lease, "the replicas own the spec; helm upgrade must not reset it"
+        role = one(manifests, "Role")
+        assert role["metadata"]["namespace"] == "kube2git"
+        assert role["rules"][0]["resourceNames"] == [lease["metadata"]["name"]]
+        assert role["rules"][0]["verbs"] == ["get", "update"]
+        assert one(manifests, "RoleBinding")["roleRef"]["name"] == role["metadata"]["name"]
+    single = render()
+    assert not by_kind(single, "Role")
+    assert not by_kind(single, "Lease")
+    external = render(values=["replicaCount=2", "rbac.leaderElection=false"])
+    assert not by_kind(external, "Role")
+    assert by_kind(external, "Lease")
 
 
 def test_deployment_probes_resources_and_security(render: Render) -> None:
@@ -255,3 +361,80 @@ def test_persistence_and_service_monitor(render: Render) -> None:
     selector = monitor["spec"]["selector"]["matchLabels"]
     service = one(manifests, "Service")
     assert selector.items() <= service["metadata"]["labels"].items()
+
+
+# ---- where the backup goes ------------------------------------------------------------------
+
+EMPTYDIR_ONLY = "would live only in an emptyDir"
+
+
+def test_an_emptydir_only_backup_is_refused_unless_ephemeral(render: Render) -> None:
+    with pytest.raises(AssertionError, match=EMPTYDIR_ONLY):
+        render(ephemeral=False)
+    with pytest.raises(AssertionError, match=EMPTYDIR_ONLY):
+        render(ephemeral=False, values=["captureSecrets=true", "replicaCount=2"])
+    for values in (
+        ["ephemeral=true"],
+        ["git.remote=ssh://git@git.example.com/o/r.git"],
+        ["persistence.enabled=true"],
+    ):
+        volumes = one(render(ephemeral=False, values=values), "Deployment")["spec"]["template"][
+            "spec"
+        ]["volumes"]
+        assert any(v["name"] == "data" for v in volumes)
+
+
+# ---- credentials never in a ConfigMap ------------------------------------------------------
+
+CREDENTIALS = {
+    "git.auth.sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY----- chart-ssh-key-4f1c",
+    "git.auth.httpsToken": "chart-https-token-9d2e",
+}
+
+
+@pytest.mark.parametrize("auth", ["ssh", "https"])
+@pytest.mark.parametrize("capture_secrets", [False, True])
+def test_no_credential_is_rendered_outside_its_secret(
+    render: Render, tmp_path: Path, auth: str, capture_secrets: bool
+) -> None:
+    """Every auth value set at once: the credentials appear in the Secret only, never in the
+    ConfigMap (which kube2git itself records) nor anywhere else."""
+    remote = {"ssh": "ssh://git@git.example.com/o/r.git", "https": "https://git.example.com/o/r"}
+    values = [
+        f"git.remote={remote[auth]}",
+        f"git.auth.type={auth}",
+        "git.auth.sshKnownHosts=git.example.com ssh-ed25519 AAAA",
+        "git.auth.httpsUsername=bot",
+        f"captureSecrets={str(capture_secrets).lower()}",
+        "replicaCount=2",
+        "persistence.enabled=true",
+        "serviceMonitor.enabled=true",
+        *(f"{key}={value}" for key, value in CREDENTIALS.items()),
+    ]
+    manifests = render(values=values)
+    secret = one(manifests, "Secret")
+    used = CREDENTIALS["git.auth.sshPrivateKey" if auth == "ssh" else "git.auth.httpsToken"]
+    assert used in yaml.safe_dump(secret)
+    for manifest in manifests:
+        if manifest is secret:
+            continue
+        text = yaml.safe_dump(manifest)
+        for value in CREDENTIALS.values():
+            assert value not in text, f"{manifest['kind']} {manifest['metadata']['name']}"
+    config_map = one(manifests, "ConfigMap")
+    _config(manifests, tmp_path)  # still a valid configuration
+    assert "/etc/kube2git/git/" in config_map["data"]["config.yaml"], "files, not values"
+
+
+@pytest.mark.parametrize(
+    "remote",
+    [
+        "https://bot:chart-url-token@git.example.com/o/r.git",
+        "https://:chart-url-token@git.example.com/o/r.git",
+        "ssh://git:chart-url-token@git.example.com/o/r.git",
+    ],
+)
+def test_a_remote_url_with_a_password_is_refused(render: Render, remote: str) -> None:
+    with pytest.raises(AssertionError, match="must not contain a password") as raised:
+        render(values=[f"git.remote={remote}"])
+    assert "chart-url-token" not in str(raised.value)

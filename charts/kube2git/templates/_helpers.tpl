@@ -61,6 +61,30 @@ rbac.baseApiGroups and every group in .Capabilities.APIVersions ("apps/v1",
 {{- concat $groups .Values.rbac.extraApiGroups | uniq | sortAlpha | toJson -}}
 {{- end -}}
 
+{{/*
+"true" when leader election is on: more than one replica, or config.run.leader_election.enabled.
+Only then does the chart create the Lease and the Role that may renew it.
+*/}}
+{{- define "kube2git.leaderElection" -}}
+{{- if or (gt (int .Values.replicaCount) 1) (dig "run" "leader_election" "enabled" false (.Values.config | default dict)) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "kube2git.leaseName" -}}{{ include "kube2git.fullname" . }}{{- end -}}
+
+{{/*
+Refuse values that would lose the backup or leak a credential: the repository only on an
+emptyDir (no remote, no volume) unless ephemeral is set, and a remote URL with a password
+(the URL is rendered into the ConfigMap, and kube2git records ConfigMaps).
+*/}}
+{{- define "kube2git.validate" -}}
+{{- if and (not .Values.git.remote) (not .Values.persistence.enabled) (not .Values.ephemeral) -}}
+{{- fail "the backup would live only in an emptyDir and be lost with the pod: set git.remote (push it), or persistence.enabled=true (keep it on a volume), or ephemeral=true (accept the loss)" -}}
+{{- end -}}
+{{- if regexMatch "^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@" (.Values.git.remote | default "") -}}
+{{- fail "git.remote must not contain a password or token (it would be stored in a ConfigMap): put it in git.auth.httpsToken or git.auth.existingSecret" -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "kube2git.configPath" -}}/etc/kube2git/config/config.yaml{{- end -}}
 {{- define "kube2git.credentialsDir" -}}/etc/kube2git/git{{- end -}}
 {{- define "kube2git.repoPath" -}}/data/kube2git.git{{- end -}}
@@ -101,8 +125,8 @@ kube2git's configuration file: .Values.config with the chart's own settings laid
 {{- else if ne $auth "none" -}}
 {{- fail (printf "git.auth.type must be none, ssh or https, not %q" $auth) -}}
 {{- end -}}
-{{- $election := dict "name" (include "kube2git.fullname" .) "namespace" .Release.Namespace -}}
-{{- if gt (int .Values.replicaCount) 1 -}}
+{{- $election := dict "name" (include "kube2git.leaseName" .) "namespace" .Release.Namespace -}}
+{{- if include "kube2git.leaderElection" . -}}
 {{- $_ := set $election "enabled" true -}}
 {{- end -}}
 {{- $generated := dict
