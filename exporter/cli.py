@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import structlog
 
@@ -65,6 +65,7 @@ from filters import HpaIndex
 if TYPE_CHECKING:
     from exporter.cluster import ApiResource
     from exporter.diff import DiffResult
+    from exporter.restore import Stage
     from exporter.sync import SyncReport
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -274,6 +275,43 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(rekey, "--repo", "--branch")
     _add_config(rekey)
     rekey.set_defaults(handler=_rekey)
+
+    restore = commands.add_parser(
+        "restore",
+        help="apply a point of the backup to the cluster, in dependency order",
+        description=(
+            "Server-side apply (field manager kube2git-restore) the objects of the backup "
+            "branch (or --ref, or the last commit at or before --at) that differ from the "
+            "live cluster: CRDs first (until served), then Namespaces, cluster-scoped "
+            "prerequisites, ServiceAccounts, ConfigMaps, Secrets, RBAC, Services, workloads, "
+            "custom resources. Nothing is deleted without --prune. Exit codes: 0 every object "
+            "restored or reported as not restorable, 1 some failed, 2 user error."
+        ),
+    )
+    _add_setting_flags(restore, "--repo", "--branch", "--kubeconfig", "--context")
+    _add_config(restore)
+    _add_point_flags(restore)
+    _add_scope_flags(restore)
+    restore.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="server-side dry run (dryRun=All): print what would change, write nothing",
+    )
+    restore.add_argument(
+        "--force-conflicts",
+        action="store_true",
+        help="take over fields other managers own (default: report the conflict)",
+    )
+    restore.add_argument(
+        "--prune",
+        action="store_true",
+        help=(
+            "also delete objects of the scope that a snapshot would record and that are "
+            "absent at the point (listed first; asks on a terminal)"
+        ),
+    )
+    restore.add_argument("--yes", action="store_true", help="do not ask before pruning")
+    restore.set_defaults(handler=_restore)
     return parser
 
 
@@ -600,6 +638,98 @@ def _rekey(_args: argparse.Namespace, settings: Settings) -> int:
         f"{len(recipients)} recipients; {outcome}"
     )
     return EXIT_OK
+
+
+class _StageProgress:
+    """One self-rewriting line on a terminal: the stage being restored and its count."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def __call__(self, stage: Stage, done: int, total: int) -> None:
+        line = f"\r\x1b[Krestoring {stage.label}: {done}/{total}"
+        print(line, end="", file=self._stream, flush=True)
+
+    def done(self) -> None:
+        print("\r\x1b[K", end="", file=self._stream, flush=True)
+
+
+def _confirm_prune(keys: Sequence[ObjectKey], *, assume_yes: bool) -> bool:
+    for key in keys:
+        print(f"would delete {key.path}")  # noqa: T201
+    if not keys or assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UserError(
+            f"--prune would delete {len(keys)} objects: confirm on a terminal or pass --yes"
+        )
+    answer = input(f"Delete these {len(keys)} objects? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _restore(args: argparse.Namespace, settings: Settings) -> int:
+    from exporter.cluster import Cluster  # noqa: PLC0415 - the API client loads slowly
+    from exporter.diff import LIVE  # noqa: PLC0415
+    from exporter.restore import (  # noqa: PLC0415
+        Outcome,
+        PruneRefused,
+        Restorer,
+        RestoreReport,
+        describe,
+        secret_preparer,
+    )
+
+    repo = _require_repo(settings)
+    scope = Scope(tuple(args.namespace), tuple(args.type))
+    identities = load_identities(settings, required=False)
+    progress = _StageProgress(sys.stderr) if sys.stderr.isatty() else None
+    with BranchReader(repo, branch=settings.git.branch) as reader:
+        point = _point(reader, args)
+        hpa_index = HpaIndex()
+        pipeline = make_pipeline(settings, hpa_index=hpa_index, previous=point_files(reader, point))
+
+        async def apply() -> RestoreReport:
+            async with await Cluster.connect(settings.cluster) as cluster:
+                restorer = Restorer(
+                    cluster,
+                    reader,
+                    point,
+                    settings=settings,
+                    pipeline=pipeline,
+                    hpa_index=hpa_index,
+                    scope=scope,
+                    dry_run=args.dry_run,
+                    force_conflicts=args.force_conflicts,
+                    prepare_secret=secret_preparer(identities),
+                    progress=progress,
+                )
+                doomed = await restorer.prune_candidates() if args.prune else []
+                confirmed = await asyncio.to_thread(_confirm_prune, doomed, assume_yes=args.yes)
+                report = await restorer.run()
+                if doomed and confirmed:
+                    await restorer.prune(doomed, report)
+                return report
+
+        try:
+            report = asyncio.run(apply())
+        except PruneRefused as error:
+            raise UserError(str(error)) from None
+        finally:
+            if progress is not None:
+                progress.done()
+    for result in report.results:
+        if result.outcome is Outcome.UNCHANGED:
+            continue
+        print(describe(result))  # noqa: T201
+        if args.dry_run and result.diff is not None and result.outcome is Outcome.CHANGED:
+            for line in result.diff.unified(LIVE, point.label):
+                print(line)  # noqa: T201
+    for key in report.pruned:
+        print(f"{'would delete' if args.dry_run else 'deleted'} {key.path}")  # noqa: T201
+    for key, reason in sorted(report.prune_failed.items()):
+        print(f"not deleted {key.path}: {reason}")  # noqa: T201
+    print(report.summary())  # noqa: T201
+    return EXIT_FAILURE if report.failed else EXIT_OK
 
 
 def point_files(reader: BranchReader, point: TreeAt) -> Callable[[str], bytes | None]:

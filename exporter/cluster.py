@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import os
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +149,13 @@ class ApiResource:
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         return f"{base}/{self.resource}"
 
+    def object_path(self, namespace: str | None, name: str, *, version: str = "") -> str:
+        """The URL path of one object of this type (in ``version``, default the preferred)."""
+        group_version = f"{self.group}/{version or self.version}" if self.group else version
+        base = f"/apis/{group_version}" if self.group else f"/api/{version or self.version}"
+        scope = f"/namespaces/{namespace}" if self.namespaced and namespace else ""
+        return f"{base}{scope}/{self.resource}/{urllib.parse.quote(name, safe=':@')}"
+
     @property
     def name(self) -> str:
         """``resource[.group]``, as ``kubectl get`` spells it."""
@@ -242,13 +250,14 @@ class Cluster:
         limits: aiohttp.ClientTimeout,
         method: str = "GET",
         body: Json | None = None,
+        content_type: str = "application/json",
     ) -> aiohttp.ClientResponse:
         """Send a request; raise the mapped error for any non-2xx status."""
         await self._bucket.acquire()
         self.requests += 1
         headers = {"Accept": "application/json"}
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
         try:
             response: aiohttp.ClientResponse = await self._api.call_api(
                 path,
@@ -276,16 +285,51 @@ class Cluster:
         path: str,
         params: Mapping[str, Any] | None = None,
         body: Json | None = None,
+        *,
+        content_type: str = "application/json",
     ) -> Json:
-        """One request with a JSON answer (the exporter only writes its leader Lease)."""
+        """One request with a JSON answer (the exporter writes its leader Lease; restore
+        applies and prunes objects)."""
         timeout = aiohttp.ClientTimeout(total=self._settings.request_timeout)
-        response = await self._send(path, params, limits=timeout, method=method, body=body)
+        response = await self._send(
+            path, params, limits=timeout, method=method, body=body, content_type=content_type
+        )
         try:
             async with response:
                 data: Json = orjson.loads(await response.read())
         except (aiohttp.ClientError, TimeoutError) as error:
             raise Unreachable(f"{self.server}: {_one_line(error)}") from None
         return data
+
+    async def get_object(self, path: str) -> Json | None:
+        """One object by its URL path, or ``None`` when it does not exist."""
+        try:
+            return await self.get(path)
+        except NotFound:
+            return None
+
+    async def apply(
+        self, path: str, body: Json, *, field_manager: str, force: bool, dry_run: bool
+    ) -> Json:
+        """Server-side apply ``body`` to the object at ``path`` (created when missing);
+        returns the object as stored (or as it would be, with ``dry_run``). A field another
+        manager owns with a different value raises :class:`Conflict` unless ``force``."""
+        params = {"fieldManager": field_manager}
+        if force:
+            params["force"] = "true"
+        if dry_run:
+            params["dryRun"] = "All"
+        return await self.call(
+            "PATCH", path, params, body, content_type="application/apply-patch+yaml"
+        )
+
+    async def delete(self, path: str, *, dry_run: bool) -> None:
+        """Delete the object at ``path`` (its dependents in the background); gone is fine."""
+        params = {"propagationPolicy": "Background"}
+        if dry_run:
+            params["dryRun"] = "All"
+        with contextlib.suppress(NotFound):
+            await self.call("DELETE", path, params)
 
     async def discover(self) -> Discovery:
         """Every type that supports list and watch, in its group's preferred version."""

@@ -51,6 +51,7 @@ class SelectionPolicy:
             "Endpoints",
             "EndpointSlice",
             "ControllerRevision",
+            "networking.k8s.io/IPAddress",
         ),
         metadata=EXTENDS_DEFAULT,
     )
