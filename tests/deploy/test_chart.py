@@ -50,6 +50,8 @@ class Served:
     group_versions: tuple[str, ...]
     resources: dict[tuple[str, str], tuple[str, bool]]
     """(apiVersion, kind) → (plural, namespaced)."""
+    verbs: dict[str, set[str]]
+    """``resource[.group]`` → its verbs, for every top-level resource."""
 
 
 def discover(cluster: ControlPlane) -> Served:
@@ -57,14 +59,18 @@ def discover(cluster: ControlPlane) -> Served:
     for group in cluster.request("GET", "/apis").body["groups"]:
         group_versions += [v["groupVersion"] for v in group["versions"]]
     resources: dict[tuple[str, str], tuple[str, bool]] = {}
+    verbs: dict[str, set[str]] = {}
     for gv in group_versions:
         listing = cluster.request("GET", "/api/v1" if gv == "v1" else f"/apis/{gv}")
         if listing.status != 200:
             continue
+        group = gv.rpartition("/")[0]
         for item in listing.body.get("resources", []):
             if "/" not in item["name"]:
                 resources[(gv, item["kind"])] = (item["name"], item["namespaced"])
-    return Served(tuple(group_versions), resources)
+                name = f"{item['name']}.{group}" if group else item["name"]
+                verbs.setdefault(name, set()).update(item.get("verbs") or ())
+    return Served(tuple(group_versions), resources, verbs)
 
 
 def object_path(served: Served, manifest: Manifest) -> str:
@@ -683,12 +689,17 @@ def _log_events(log: Path) -> list[dict[str, Any]]:
     return events
 
 
-def test_chart_rbac_is_enough_for_run_with_leader_election(ctx: Context, tmp_path: Path) -> None:
+@pytest.mark.parametrize("capture_secrets", [False, True], ids=["no-secrets", "secrets"])
+def test_chart_rbac_is_enough_for_run_with_leader_election(
+    ctx: Context, secret_in_namespace: str, tmp_path: Path, capture_secrets: bool
+) -> None:
     """``kube2git run`` as the ServiceAccount, with two replicas' configuration (leader
     election on): it takes the chart's Lease with the chart's Role (get and update, no
     create), lists and watches every type with its ClusterRole (no get: an HPA's target is
-    re-read by a LIST), and becomes ready; SIGTERM drains and exits 0."""
-    installed = install_identity(ctx, tmp_path, values=["replicaCount=2"])
+    re-read by a LIST), Secrets (redacted) only with captureSecrets, and becomes ready;
+    SIGTERM drains and exits 0."""
+    values = ["replicaCount=2", f"captureSecrets={str(capture_secrets).lower()}"]
+    installed = install_identity(ctx, tmp_path, values=values)
     config = yaml.safe_load(one(installed.manifests, "ConfigMap")["data"]["config.yaml"])
     assert config["run"]["leader_election"]["enabled"] is True
     port = free_port()
@@ -717,9 +728,16 @@ def test_chart_rbac_is_enough_for_run_with_leader_election(ctx: Context, tmp_pat
                 "replicas to leave the file",
                 lambda: "replicas" not in show(tmp_path / "backup.git", web)["spec"],
             )
+            secret_file = f"namespaces/{ctx.namespace}/secrets/{secret_in_namespace}.yaml"
+            paths = tree(tmp_path / "backup.git")
+            assert (secret_file in paths) is capture_secrets
+            if capture_secrets:
+                shown = show(tmp_path / "backup.git", secret_file)
+                assert SECRET_VALUE not in yaml.safe_dump(shown)
             logs = log.read_text()
             assert "forbidden" not in logs, logs[-3000:]
             assert "hpa.target_unreadable" not in logs, logs[-3000:]
+            assert SECRET_VALUE not in logs
     finally:
         uninstall_identity(ctx, installed)
 
@@ -801,6 +819,19 @@ def test_leader_election_rights_are_its_own_lease_only(ctx: Context, tmp_path: P
         )  # fmt: skip
     finally:
         uninstall_identity(ctx, installed)
+
+
+def test_types_a_list_and_watch_role_cannot_read_are_documented(served: Served) -> None:
+    """Every type the API server serves without list or watch (so kube2git never records it,
+    whatever its role) is named in docs/operations.md."""
+    unreadable = sorted(
+        name for name, verbs in served.verbs.items() if not {"list", "watch"} <= verbs
+    )
+    assert "componentstatuses" in unreadable
+    documented = (ROOT / "docs" / "operations.md").read_text()
+    section = documented.split("What a list/watch-only role cannot read", 1)[1].split("\n\n", 1)[0]
+    missing = [name for name in unreadable if f"`{name}`" not in section]
+    assert not missing, f"not in docs/operations.md: {missing}"
 
 
 # ---- CRDs installed after the chart ---------------------------------------------------------
