@@ -20,8 +20,9 @@ import zlib
 from collections.abc import Iterable, Iterator
 
 MIN_ENCODED_LENGTH = 4
-"""Values shorter than this many bytes are only looked for as written: their encodings are
-so short that they would match unrelated text."""
+"""Values shorter than this many bytes are no secret (a few million guesses at most) and
+would match unrelated text: only a label or annotation that is exactly such a value counts
+as a copy, and their encodings are not looked for."""
 
 _MAX_DEPTH = 3
 """Layers of encoding undone (base64 inside gzip inside base64...)."""
@@ -44,8 +45,6 @@ class TooLarge(Exception):
 def encodings_of(value: bytes) -> set[bytes]:
     """The ways ``value`` is likely to be written in another text."""
     forms = {value}
-    if len(value) < MIN_ENCODED_LENGTH:
-        return forms
     standard = base64.b64encode(value)
     urlsafe = base64.urlsafe_b64encode(value)
     forms |= {standard, standard.rstrip(b"="), urlsafe, urlsafe.rstrip(b"=")}
@@ -74,17 +73,23 @@ def encodings_of(value: bytes) -> set[bytes]:
 class ValueCopies:
     """Whether a text holds a copy of given values, or of a Kubernetes object."""
 
-    __slots__ = ("_needles",)
+    __slots__ = ("_needles", "_short")
 
     def __init__(self, values: Iterable[bytes]) -> None:
         needles: set[bytes] = set()
+        short: set[bytes] = set()
         for value in values:
-            if value:
+            if len(value) >= MIN_ENCODED_LENGTH:
                 needles |= encodings_of(value)
+            elif value:
+                short.add(value)
         self._needles = tuple(needles)
+        self._short = frozenset(short)
 
     def __call__(self, text: str) -> bool:
         """True when ``text`` holds a value, an object, or more than can be checked."""
+        if self._short and text.strip().encode() in self._short:
+            return True
         layers = _cached_layers(text) if len(text) <= _CACHED_TEXT else _all_layers(text)
         return layers is None or any(self._suspect(layer) for layer in layers)
 

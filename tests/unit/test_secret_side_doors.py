@@ -485,3 +485,19 @@ def test_whatever_a_secret_holds_no_value_reaches_the_output(
     for value in planted:
         assert value not in text
         assert _b64(value)[:-4] not in text
+
+
+def test_a_value_too_short_to_be_secret_drops_only_an_exact_copy() -> None:
+    """A 1-3 byte value ("1", "yes") inside every annotation is no secret; a copy of it is."""
+    body = _secret(
+        metadata={
+            "labels": {"copy": "yes", "replicas": "3"},
+            "annotations": {"team": "payments-3", "note": "yes, replicate"},
+        }
+    )
+    body["stringData"] = {"enabled": "yes", "replicas": "3"}
+    result = build_pipeline(Policy())(body)
+    assert not isinstance(result, Skip)
+    assert result["metadata"].get("labels") is None
+    assert result["metadata"]["annotations"]["team"] == "payments-3"
+    assert result["metadata"]["annotations"]["note"] == "yes, replicate"
