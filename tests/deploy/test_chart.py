@@ -792,6 +792,33 @@ def test_service_account_cannot_reach_into_workloads(
         uninstall_identity(ctx, installed)
 
 
+def test_another_release_never_widens_the_role(ctx: Context, tmp_path: Path) -> None:
+    """Two releases, one with captureSecrets: the other's aggregated role picks up only its
+    own rules and those labelled for every reader, so it still cannot list Secrets; its
+    rbac.extraRules are granted as list and watch."""
+    (tmp_path / "wide").mkdir()
+    (tmp_path / "narrow").mkdir()
+    wide = install_identity(ctx, tmp_path / "wide", values=["captureSecrets=true"])
+    narrow = install_identity(
+        ctx,
+        tmp_path / "narrow",
+        values=[
+            "rbac.apiGroups={apps}",
+            "rbac.extraRules[0].apiGroups={batch}",
+            "rbac.extraRules[0].resources={cronjobs}",
+        ],
+    )
+    try:
+        assert can_i(wide, "list", "secrets", "--all-namespaces")
+        assert not can_i(narrow, "list", "secrets", "--all-namespaces")
+        assert can_i(narrow, "watch", "cronjobs.batch", "--all-namespaces")
+        assert not can_i(narrow, "list", "jobs.batch", "--all-namespaces")
+        assert not can_i(narrow, "get", "cronjobs.batch", "--all-namespaces")
+    finally:
+        uninstall_identity(ctx, narrow)
+        uninstall_identity(ctx, wide)
+
+
 def test_leader_election_rights_are_its_own_lease_only(ctx: Context, tmp_path: Path) -> None:
     """The chart creates the Lease; the account may get and update that one, nothing else:
     not create one, not read or take another, not delete its own."""
