@@ -24,8 +24,8 @@ class SecretMode(Enum):
     SKIP = "skip"
     """Secrets are not recorded at all."""
     SOPS = "sops"
-    """Values encrypted in SOPS's own format for the ``age_recipients``, which ``sops`` and
-    Flux decrypt; an unchanged Secret keeps its bytes."""
+    """Values encrypted in SOPS's own format for the ``age_recipients``, which ``sops``, Flux
+    and ``kube2git restore`` decrypt; an unchanged Secret keeps its bytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,7 @@ class SecretPolicy:
     each recipient's identity alone decrypts. Public keys only: nothing here can decrypt."""
     age_identity_file: str = ""
     """age identity file (``AGE-SECRET-KEY-1...`` lines, as ``age-keygen`` writes) that
-    ``rekey`` decrypts with; empty: the ``SOPS_AGE_KEY_FILE``
+    ``restore``, ``diff`` and ``rekey`` decrypt with; empty: the ``SOPS_AGE_KEY_FILE``
     environment variable, as sops reads it. Optional for ``run``: with it, the first change of
     a Secret after a restart re-encrypts only that value instead of the whole Secret."""
     configmap_binary_fingerprints: bool = True

@@ -187,7 +187,15 @@ def rekey(
 
 def open_secret(secret: Mapping[str, Any], identities: Sequence[Any]) -> dict[str, Any] | str:
     """A Secret from a SOPS file, decrypted for ``kube2git restore``; or why it cannot be
-    (no identity, none that opens it, a MAC mismatch): a reason that names no value."""
+    (no identity, none that opens it, a MAC mismatch): a reason that names no value.
+
+    A Secret without values has nothing encrypted (and no ``sops`` block): it is restored as
+    it is; one with values but no ``sops`` block is not what kube2git writes, and is refused.
+    """
+    if not is_sops_document(secret):
+        if any(secret.get(field) for field in ("data", "stringData")):
+            return "Secret is marked SOPS-encrypted but has no sops metadata block"
+        return dict(secret)
     if not identities:
         return (
             "Secret values are SOPS-encrypted and no age identity was given "

@@ -256,3 +256,18 @@ def test_a_file_without_its_fingerprint_is_written_anew_from_the_cluster(
     assert rewritten != dump_bytes(edited)
     assert FINGERPRINT_ANNOTATION in load(rewritten)["metadata"]["annotations"]
     assert _open(rewritten, age_key)["data"] == secret_body()["data"]
+
+
+def test_a_secret_without_values_needs_no_identity_and_a_stripped_one_is_refused(
+    age_key: AgeKeyPair,
+) -> None:
+    empty = secret_body()
+    del empty["data"], empty["stringData"]
+    content = commit(Branch(), make_sealer(Branch(), age_key), empty)
+    assert b"sops:" not in content  # nothing to encrypt, no metadata block
+    assert open_secret(load(content), []) == load(content)
+    stripped = load(commit(Branch(), make_sealer(Branch(), age_key), secret_body()))
+    del stripped["sops"]
+    assert open_secret(stripped, []) == (
+        "Secret is marked SOPS-encrypted but has no sops metadata block"
+    )
