@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from exporter.cli import main
 from tests.cluster.build import ensure_built
@@ -35,6 +36,7 @@ from tests.integration.helpers import (
     show,
     tree,
 )
+from tests.sops.fixtures import AgeKeyPair
 
 pytestmark = pytest.mark.cluster
 
@@ -404,6 +406,39 @@ def test_diff_and_a_restore_to_a_point_in_time(round_trip: RoundTrip) -> None:
     assert (code, report["objects"]) == (0, []), report
 
 
+def test_no_false_drift_from_scaling_and_exit_3_when_types_cannot_be_read(
+    round_trip: RoundTrip, tmp_path: Path
+) -> None:
+    cluster, namespace = round_trip.b, round_trip.namespace
+    repo = tmp_path / "fresh.git"
+    _snapshot(repo, cluster)
+    # An autoscaler's work (the HPA targets web) is not drift.
+    scale = f"/apis/apps/v1/namespaces/{namespace}/deployments/web/scale"
+    body = {"spec": {"replicas": 3}}
+    ok(cluster.request("PATCH", scale, body, content_type="application/merge-patch+json"))
+    code, report = round_trip.diff(repo)
+    assert (code, report["objects"], report["unread"]) == (0, [], {}), report
+
+    # A user who may read ConfigMaps only: drift is partial, and says so.
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    name = f"configmap-reader-{secrets.token_hex(3)}"
+    rule = {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "watch"]}
+    _post(cluster, f"{rbac}/clusterroles", {"metadata": {"name": name}, "rules": [rule]})
+    _post(cluster, f"{rbac}/clusterrolebindings", {
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "User", "name": cluster.restricted_user}],
+    })  # fmt: skip
+    code, out = _kube2git(
+        "diff", "--repo", str(repo), "--kubeconfig", str(cluster.restricted_kubeconfig),
+        "--namespace", namespace,
+    )  # fmt: skip
+    assert code == 3, out
+    assert "not read: deployments.apps: forbidden" in out
+    stdout = [line for line in out if not line.startswith("! ")]
+    assert stdout[-1].startswith("0 changed, 0 added, 0 removed; ")
+
+
 def _colour(cluster: ControlPlane, namespace: str) -> str:
     body = ok(cluster.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/settings"))
     return str(body["data"]["colour"])
@@ -455,3 +490,55 @@ def test_prune_deletes_only_what_the_point_lacks_in_scope(
     # The other namespace is out of scope: its stray object stays.
     other = f"/api/v1/namespaces/{namespaces[1]}/configmaps/stray"
     assert cluster_b.request("GET", other).status == 200
+
+
+def test_secrets_kept_in_sops_mode_are_decrypted_and_restored(
+    cluster_b: ControlPlane, tmp_path: Path, age_key: AgeKeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fingerprint_key = tmp_path / "fingerprint.key"
+    fingerprint_key.write_bytes(secrets.token_bytes(32).hex().encode())
+    sops_mode = {
+        "mode": "sops",
+        "age_recipients": [age_key.recipient],
+        "fingerprint_key_file": str(fingerprint_key),
+    }
+    config = tmp_path / "sops.yaml"
+    config.write_text(FAST_CLIENT + yaml.safe_dump({"filters": {"secrets": sops_mode}}))
+    with_identity = tmp_path / "sops-restore.yaml"
+    with_identity.write_text(
+        FAST_CLIENT
+        + yaml.safe_dump(
+            {"filters": {"secrets": {**sops_mode, "age_identity_file": str(age_key.identity_file)}}}
+        )
+    )
+    ns = f"sops-{secrets.token_hex(3)}"
+    value = secrets.token_hex(12)
+    path = f"/api/v1/namespaces/{ns}/secrets/db"
+    _post(cluster_b, "/api/v1/namespaces", {"metadata": {"name": ns}})
+    _post(cluster_b, f"/api/v1/namespaces/{ns}/secrets", {
+        "metadata": {"name": "db"}, "data": {"password": base64.b64encode(value.encode()).decode()},
+    })  # fmt: skip
+    repo = tmp_path / "sops.git"
+    kubeconfig = str(cluster_b.kubeconfig)
+    snapshot = ("snapshot", "--repo", str(repo), "--kubeconfig", kubeconfig)
+    assert _kube2git(*snapshot, "--config", str(config))[0] == 0
+    ok(cluster_b.request("DELETE", path))
+    restore = ("restore", "--repo", str(repo), "--kubeconfig", kubeconfig, "--namespace", ns)
+    monkeypatch.delenv("SOPS_AGE_KEY_FILE", raising=False)
+
+    code, out = _kube2git(*restore, "--config", str(config))
+    assert code == 0, out
+    assert (
+        f"skipped namespaces/{ns}/secrets/db.yaml: Secret values are SOPS-encrypted and no age "
+        "identity was given (filters.secrets.age_identity_file or SOPS_AGE_KEY_FILE)"
+    ) in out
+    assert cluster_b.request("GET", path).status == 404
+    code, out = _kube2git(*restore, "--config", str(with_identity))
+    assert code == 0, out
+    assert f"created namespaces/{ns}/secrets/db.yaml" in out
+    restored = ok(cluster_b.request("GET", path))["data"]["password"]
+    assert base64.b64decode(restored).decode() == value
+    assert not any(value in line for line in out)
+    code, out = _kube2git(*restore, "--config", str(with_identity))
+    assert code == 0, out
+    assert " 0 created, 0 changed," in out[-1]
