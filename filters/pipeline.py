@@ -10,6 +10,7 @@ from filters.owned import SkipControlled
 from filters.policy import Policy
 from filters.secrets import (
     ConfigMapBinaryFingerprints,
+    EmbeddedSecrets,
     SecretValues,
     SkipHelmReleases,
     SkipSecretTypes,
@@ -54,6 +55,7 @@ def build_pipeline(
     steps += [
         SkipSecretTypes(policy.secrets.skip_types),
         SecretValues(treatment_for(policy.secrets.mode, fingerprint_key)),
+        EmbeddedSecrets(),
         DropFields(policy.drop_fields),
         DropAnnotations(policy.drop_annotations),
         IgnoreFields(policy.ignore_fields),

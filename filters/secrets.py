@@ -297,6 +297,47 @@ def _copies(key: str, value: object, copies: ValueCopies) -> bool:
     return copies(key) or copies(value)
 
 
+class EmbeddedSecrets:
+    """Empty the values of Secret manifests that other objects carry inside them.
+
+    Some custom resources hold whole manifests: Crossplane's ``Object``, OpenShift's
+    ``Template``, Kyverno's ``generate`` rules. Every string below ``data`` or ``stringData``
+    of a nested map of ``kind: Secret`` becomes ``""``, whatever the mode (a value inside
+    another object can be neither fingerprinted nor encrypted where it stands). Objects of the
+    built-in API groups never embed one and are not walked.
+    """
+
+    def __call__(self, body: Body) -> Body | Skip:
+        if _is_built_in(group_of(body)):
+            return body
+        stack: list[object] = [value for key, value in body.items() if key != "metadata"]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, list):
+                stack.extend(node)
+            elif isinstance(node, dict):
+                kind = node.get("kind")
+                if isinstance(kind, str) and kind.lower() == "secret":
+                    for field in VALUE_FIELDS:
+                        if field in node:
+                            node[field] = _emptied(node[field])
+                stack.extend(node.values())
+        return body
+
+
+def _is_built_in(group: str) -> bool:
+    return "." not in group or group.endswith((".k8s.io", ".kubernetes.io"))
+
+
+def _emptied(node: object) -> object:
+    """The same shape (maps and lists), every scalar an empty string."""
+    if isinstance(node, dict):
+        return {key: _emptied(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_emptied(item) for item in node]
+    return ""
+
+
 class ConfigMapBinaryFingerprints:
     """Replace ConfigMap ``binaryData`` values by ``sha256:<hex>`` of their base64 text.
 

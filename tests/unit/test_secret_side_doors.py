@@ -501,3 +501,77 @@ def test_a_value_too_short_to_be_secret_drops_only_an_exact_copy() -> None:
     assert result["metadata"].get("labels") is None
     assert result["metadata"]["annotations"]["team"] == "payments-3"
     assert result["metadata"]["annotations"]["note"] == "yes, replicate"
+
+
+# ---- Secrets embedded in other objects ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        pytest.param(
+            {
+                "apiVersion": "kubernetes.crossplane.io/v1alpha2",
+                "kind": "Object",
+                "metadata": {"name": "db"},
+                "spec": {"forProvider": {"manifest": {
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "db", "namespace": "shop"},
+                    "data": {"password": SECRET_B64},
+                }}},
+            },
+            ("spec", "forProvider", "manifest", "data", "password"),
+            id="crossplane-object",
+        ),
+        pytest.param(
+            {
+                "apiVersion": "template.openshift.io/v1",
+                "kind": "Template",
+                "metadata": {"name": "app", "namespace": "shop"},
+                "objects": [
+                    {"apiVersion": "v1", "kind": "ConfigMap", "data": {"plain": "kept"}},
+                    {"apiVersion": "v1", "kind": "Secret", "stringData": {"password": SECRET}},
+                ],
+            },
+            ("objects", 1, "stringData", "password"),
+            id="openshift-template",
+        ),
+        pytest.param(
+            {
+                "apiVersion": "kyverno.io/v1",
+                "kind": "ClusterPolicy",
+                "metadata": {"name": "copy-creds"},
+                "spec": {"rules": [{"name": "r", "generate": {
+                    "apiVersion": "v1", "kind": "Secret", "name": "creds",
+                    "data": {"data": {"password": SECRET_B64}, "type": "Opaque"},
+                }}]},
+            },
+            ("spec", "rules", 0, "generate", "data", "data", "password"),
+            id="kyverno-generate",
+        ),
+    ],
+)  # fmt: skip
+def test_secrets_embedded_in_other_objects_lose_their_values(
+    body: dict[str, Any], path: tuple[str | int, ...]
+) -> None:
+    for pipeline in _pipelines():
+        result = pipeline(json.loads(json.dumps(body)))
+        assert not isinstance(result, Skip)
+        assert not _leaks(result, SECRET, SECRET_B64)
+        node: Any = result
+        for step in path:
+            node = node[step]
+        assert node == ""
+
+
+def test_an_embedded_configmap_or_a_kind_field_elsewhere_is_kept() -> None:
+    body = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": "shop"},
+        "spec": {
+            "ref": {"kind": "Secret", "name": "db"},
+            "template": {"kind": "ConfigMap", "data": {"plain": "kept"}},
+        },
+    }
+    assert build_pipeline(Policy())(json.loads(json.dumps(body))) == body
