@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from exporter.cli import main
 from tests.cluster.build import ensure_built
@@ -36,7 +36,6 @@ from tests.integration.helpers import (
     show,
     tree,
 )
-from tests.sops.fixtures import AgeKeyPair
 
 pytestmark = pytest.mark.cluster
 
@@ -492,53 +491,47 @@ def test_prune_deletes_only_what_the_point_lacks_in_scope(
     assert cluster_b.request("GET", other).status == 200
 
 
-def test_secrets_kept_in_sops_mode_are_decrypted_and_restored(
-    cluster_b: ControlPlane, tmp_path: Path, age_key: AgeKeyPair, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fingerprint_key = tmp_path / "fingerprint.key"
-    fingerprint_key.write_bytes(secrets.token_bytes(32).hex().encode())
-    sops_mode = {
-        "mode": "sops",
-        "age_recipients": [age_key.recipient],
-        "fingerprint_key_file": str(fingerprint_key),
-    }
-    config = tmp_path / "sops.yaml"
-    config.write_text(FAST_CLIENT + yaml.safe_dump({"filters": {"secrets": sops_mode}}))
-    with_identity = tmp_path / "sops-restore.yaml"
-    with_identity.write_text(
-        FAST_CLIENT
-        + yaml.safe_dump(
-            {"filters": {"secrets": {**sops_mode, "age_identity_file": str(age_key.identity_file)}}}
-        )
-    )
-    ns = f"sops-{secrets.token_hex(3)}"
-    value = secrets.token_hex(12)
-    path = f"/api/v1/namespaces/{ns}/secrets/db"
+def test_restore_waits_out_429s_and_then_applies(cluster_b: ControlPlane, tmp_path: Path) -> None:
+    config = tmp_path / "fast.yaml"
+    config.write_text(FAST_CLIENT)
+    ns = f"retry-{secrets.token_hex(3)}"
     _post(cluster_b, "/api/v1/namespaces", {"metadata": {"name": ns}})
-    _post(cluster_b, f"/api/v1/namespaces/{ns}/secrets", {
-        "metadata": {"name": "db"}, "data": {"password": base64.b64encode(value.encode()).decode()},
-    })  # fmt: skip
-    repo = tmp_path / "sops.git"
-    kubeconfig = str(cluster_b.kubeconfig)
-    snapshot = ("snapshot", "--repo", str(repo), "--kubeconfig", kubeconfig)
-    assert _kube2git(*snapshot, "--config", str(config))[0] == 0
+    _post(cluster_b, f"/api/v1/namespaces/{ns}/configmaps", {"metadata": {"name": "back"}})
+    repo = tmp_path / "b.git"
+    _snapshot(repo, cluster_b)
+    path = f"/api/v1/namespaces/{ns}/configmaps/back"
     ok(cluster_b.request("DELETE", path))
-    restore = ("restore", "--repo", str(repo), "--kubeconfig", kubeconfig, "--namespace", ns)
-    monkeypatch.delenv("SOPS_AGE_KEY_FILE", raising=False)
+    binding = f"restore-admin-{secrets.token_hex(3)}"
+    _post(cluster_b, "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+        "metadata": {"name": binding},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"
+        },
+        "subjects": [{"kind": "User", "name": cluster_b.restricted_user}],
+    })  # fmt: skip
+    argv = ("restore", "--repo", str(repo), "--config", str(config), "--namespace", ns,
+            "--kubeconfig", str(cluster_b.restricted_kubeconfig))  # fmt: skip
+    outcome: list[tuple[int, list[str]]] = []
+    with cluster_b.apf_reject(cluster_b.restricted_user):
+        worker = threading.Thread(target=lambda: outcome.append(_kube2git(*argv)))
+        worker.start()
+        eventually("the restore to be answered 429", lambda: _throttled(cluster_b) > 0, within=30)
+    worker.join(timeout=120)
+    code, out = outcome[0]
+    assert code == 0, out
+    assert f"created namespaces/{ns}/configmaps/back.yaml" in out
+    assert cluster_b.request("GET", path).status == 200
 
-    code, out = _kube2git(*restore, "--config", str(config))
-    assert code == 0, out
-    assert (
-        f"skipped namespaces/{ns}/secrets/db.yaml: Secret values are SOPS-encrypted and no age "
-        "identity was given (filters.secrets.age_identity_file or SOPS_AGE_KEY_FILE)"
-    ) in out
-    assert cluster_b.request("GET", path).status == 404
-    code, out = _kube2git(*restore, "--config", str(with_identity))
-    assert code == 0, out
-    assert f"created namespaces/{ns}/secrets/db.yaml" in out
-    restored = ok(cluster_b.request("GET", path))["data"]["password"]
-    assert base64.b64decode(restored).decode() == value
-    assert not any(value in line for line in out)
-    code, out = _kube2git(*restore, "--config", str(with_identity))
-    assert code == 0, out
-    assert " 0 created, 0 changed," in out[-1]
+
+def _throttled(cluster: ControlPlane) -> int:
+    """Requests of the restricted user the API server answered with 429."""
+    count = 0
+    for line in cluster.audit_log.read_text().splitlines():
+        event = json.loads(line)
+        if (
+            event["user"]["username"] == cluster.restricted_user
+            and event.get("stage") == "ResponseComplete"
+            and (event.get("responseStatus") or {}).get("code") == 429
+        ):
+            count += 1
+    return count
