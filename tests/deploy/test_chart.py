@@ -331,6 +331,51 @@ def test_helm_install_refuses_an_emptydir_only_backup(
     assert "ephemeral=true" in done.stderr
 
 
+def test_helm_upgrade_never_empties_the_aggregated_role(
+    helm: Path, control_plane: ControlPlane, release_namespace: str
+) -> None:
+    """A real ``helm install`` then ``helm upgrade``: the bound role's rules belong to the
+    aggregation controller, and the upgrade must not reset them (not even for a moment, or
+    kube2git's watches renewed meanwhile would be denied)."""
+    release = f"up-{secrets.token_hex(2)}"
+    base = [
+        str(helm), "--kubeconfig", str(control_plane.kubeconfig), "-n", release_namespace,
+    ]  # fmt: skip
+    chart = [str(CHART), "--set", "ephemeral=true"]
+    role = f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{release}-kube2git"
+
+    def helm_run(*args: str) -> None:
+        done = subprocess.run(
+            [*base, *args], capture_output=True, text=True, timeout=180, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    helm_run("install", release, *chart)
+    try:
+        eventually(
+            "the aggregated rules",
+            lambda: bool(control_plane.request("GET", role).body.get("rules")),
+            within=60,
+        )
+        version = control_plane.request("GET", role).body["metadata"]["resourceVersion"]
+        helm_run("upgrade", release, *chart, "--set", "config.log.level=debug")
+        events = control_plane.request(
+            "GET",
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles?watch=true&timeoutSeconds=3"
+            f"&fieldSelector=metadata.name={release}-kube2git&resourceVersion={version}",
+            timeout=30,
+        ).body
+        # One event decodes as JSON; several come back raw, one per line; none: {}.
+        lines = events["raw"].splitlines() if "raw" in events else [json.dumps(events)]
+        seen = [json.loads(line) for line in lines if line.strip() not in ("", "{}")]
+        for event in seen:
+            assert event.get("type") in ("MODIFIED", "BOOKMARK"), event
+            assert event["object"].get("rules"), f"the upgrade emptied the role: {event}"
+        assert control_plane.request("GET", role).body.get("rules")
+    finally:
+        subprocess.run([*base, "uninstall", release], capture_output=True, timeout=180, check=True)
+
+
 # ---- the chart's RBAC, for real ------------------------------------------------------------
 
 
@@ -454,7 +499,7 @@ def install_identity(
     kubeconfig = _kubeconfig(cluster, token, directory / "sa.kubeconfig")
     granted: set[str] | None = set()
     for role in by_kind(manifests, "ClusterRole"):
-        for rule in role["rules"]:
+        for rule in role.get("rules", []):
             if "*" in rule["apiGroups"]:
                 granted = None
             elif granted is not None:
