@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import sys
 import time
@@ -592,7 +593,7 @@ def _diff(args: argparse.Namespace, settings: Settings) -> int:
             except (KubeconfigError, Unauthorized):
                 raise
             except ClusterError as error:
-                print(f"kube2git: error: {error}", file=sys.stderr)  # noqa: T201
+                report_error(error)
                 return EXIT_INCOMPLETE
     if args.output == "json":
         print(render_json(result))  # noqa: T201
@@ -776,13 +777,23 @@ def _api_error(name: str) -> type[Exception]:
     return error
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def report_error(error: object) -> None:
+    """``kube2git: error: ...`` on stderr, always one line: control characters that came with
+    the input (a key or a name holding a newline) are shown escaped."""
+    text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(error))
+    print(f"kube2git: error: {text}", file=sys.stderr)  # noqa: T201
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
         settings = apply_flags(load_settings(args.config), args)
     except (OSError, ValueError) as error:  # ConfigError, and anything else the input raised
-        print(f"kube2git: error: {error}", file=sys.stderr)  # noqa: T201
+        report_error(error)
         return EXIT_USAGE
     try:
         configure_logging(settings.log)
@@ -798,16 +809,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         PointNotFound,
         HistoryError,
     ) as error:
-        print(f"kube2git: error: {error}", file=sys.stderr)  # noqa: T201
+        report_error(error)
         return EXIT_USAGE
     except _api_error("Unauthorized") as error:
-        print(f"kube2git: error: credentials rejected (expired?): {error}", file=sys.stderr)  # noqa: T201
+        report_error(f"credentials rejected (expired?): {error}")
         return EXIT_USAGE
     except (_api_error("ClusterError"), GitStoreError) as error:
-        print(f"kube2git: error: {error}", file=sys.stderr)  # noqa: T201
+        report_error(error)
         return EXIT_FAILURE
     except TimeoutError:
-        print("kube2git: error: the drain did not finish in time", file=sys.stderr)  # noqa: T201
+        report_error("the drain did not finish in time")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130

@@ -253,7 +253,7 @@ def write_tree(results: Mapping[ObjectKey, bytes], root: Path) -> None:
         real_root = root.resolve(strict=True)
     except OSError as error:
         raise InputError(f"{root}: cannot write: {error.strerror or error}") from None
-    for key, content in sorted(results.items()):
+    for key, content in sorted(results.items(), key=lambda item: item[0].path):
         target = root / key.path
         try:
             if not target.resolve().is_relative_to(real_root):

@@ -89,7 +89,7 @@ def load_yaml(name: str, text: str) -> Iterator[object]:
     try:
         yield from yaml.load_all(text, Loader=SafeLoader)  # a safe loader
     except yaml.YAMLError as error:
-        raise InputError(f"{name}:{_line(error)}: malformed YAML: {_problem(error)}") from None
+        raise _yaml_error(name, error) from None
 
 
 def _at(event: yaml.Event) -> str:
@@ -97,13 +97,16 @@ def _at(event: yaml.Event) -> str:
     return f": line {mark.line + 1}" if mark is not None else ""
 
 
-def _line(error: yaml.YAMLError) -> str:
+def _yaml_error(name: str, error: yaml.YAMLError) -> InputError:
+    """PyYAML's error as one line: where (line, or character position) and what."""
     mark = getattr(error, "problem_mark", None)
-    return f" line {mark.line + 1}" if mark is not None else ""
-
-
-def _problem(error: yaml.YAMLError) -> str:
-    return str(getattr(error, "problem", None) or error)
+    if isinstance(error, yaml.reader.ReaderError):
+        where = f"{name}: character {error.position + 1}"
+        problem = f"unacceptable character #x{error.character:04x}: {error.reason}"
+    else:
+        where = f"{name}: line {mark.line + 1}" if mark is not None else name
+        problem = str(getattr(error, "problem", None) or error)
+    return InputError(f"{where}: malformed YAML: {' '.join(problem.split())}")
 
 
 def _scan(name: str, text: str) -> None:
@@ -153,7 +156,7 @@ def _scan(name: str, text: str) -> None:
             if size and expanded:
                 expanded[-1] += size
     except yaml.YAMLError as error:
-        raise InputError(f"{name}:{_line(error)}: malformed YAML: {_problem(error)}") from None
+        raise _yaml_error(name, error) from None
 
 
 def json_shaped(where: str, value: object) -> object:
