@@ -331,18 +331,20 @@ def test_helm_install_refuses_an_emptydir_only_backup(
     assert "ephemeral=true" in done.stderr
 
 
-def test_helm_upgrade_never_empties_the_aggregated_role(
+def test_helm_upgrade_keeps_the_aggregated_rules_and_the_lease_holder(
     helm: Path, control_plane: ControlPlane, release_namespace: str
 ) -> None:
     """A real ``helm install`` then ``helm upgrade``: the bound role's rules belong to the
     aggregation controller, and the upgrade must not reset them (not even for a moment, or
-    kube2git's watches renewed meanwhile would be denied)."""
+    kube2git's watches renewed meanwhile would be denied); the Lease's spec belongs to the
+    replicas, and the upgrade must not hand the lease to nobody."""
     release = f"up-{secrets.token_hex(2)}"
     base = [
         str(helm), "--kubeconfig", str(control_plane.kubeconfig), "-n", release_namespace,
     ]  # fmt: skip
-    chart = [str(CHART), "--set", "ephemeral=true"]
+    chart = [str(CHART), "--set", "ephemeral=true", "--set", "replicaCount=2"]
     role = f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{release}-kube2git"
+    lease = f"/apis/coordination.k8s.io/v1/namespaces/{release_namespace}/leases/{release}-kube2git"
 
     def helm_run(*args: str) -> None:
         done = subprocess.run(
@@ -357,6 +359,10 @@ def test_helm_upgrade_never_empties_the_aggregated_role(
             lambda: bool(control_plane.request("GET", role).body.get("rules")),
             within=60,
         )
+        held = control_plane.request("GET", lease).body | {
+            "spec": {"holderIdentity": "replica-a", "leaseDurationSeconds": 15}
+        }
+        assert control_plane.request("PUT", lease, held).status == 200
         version = control_plane.request("GET", role).body["metadata"]["resourceVersion"]
         helm_run("upgrade", release, *chart, "--set", "config.log.level=debug")
         events = control_plane.request(
@@ -372,6 +378,7 @@ def test_helm_upgrade_never_empties_the_aggregated_role(
             assert event.get("type") in ("MODIFIED", "BOOKMARK"), event
             assert event["object"].get("rules"), f"the upgrade emptied the role: {event}"
         assert control_plane.request("GET", role).body.get("rules")
+        assert control_plane.request("GET", lease).body["spec"]["holderIdentity"] == "replica-a"
     finally:
         subprocess.run([*base, "uninstall", release], capture_output=True, timeout=180, check=True)
 
