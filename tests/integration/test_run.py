@@ -245,7 +245,8 @@ def _gzip_base64(document: object) -> str:
 def test_no_planted_secret_reaches_git_or_logs_through_a_side_door(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
-    """Helm releases in ConfigMaps and Tiller storage, applied copies, values in metadata.
+    """Helm releases in ConfigMaps and Tiller storage, applied copies, values in metadata, a
+    Secret inside a custom resource.
 
     The exporter runs with the annotation drop list emptied, the way a careless operator
     would configure it: Secrets must still lose every copy.
@@ -256,8 +257,10 @@ def test_no_planted_secret_reaches_git_or_logs_through_a_side_door(
         + "filters:\n  replace_defaults: [drop_annotations]\n  drop_annotations: []\n"
     )
     exporter.start()
-    planted = [f"pw-{secrets.token_hex(8)}" for _ in range(8)]
-    current, rotated, helm3, tiller_cm, tiller_secret, kapp, rancher, label = planted
+    planted = [f"pw-{secrets.token_hex(8)}" for _ in range(9)]
+    current, rotated, helm3, tiller_cm, tiller_secret, kapp, rancher, label, embedded = planted
+    group = f"o{secrets.token_hex(3)}.kube2git.test"  # like Crossplane's Object
+    control_plane.create_crd(group, "Object", "objects")
     ns = f"/api/v1/namespaces/{namespace}"
     manifest = f"apiVersion: v1\nkind: Secret\nstringData:\n  password: {helm3}\n"
     release = _gzip_base64({"name": "shop", "config": {"pw": helm3}, "manifest": manifest})
@@ -304,11 +307,25 @@ def test_no_planted_secret_reaches_git_or_logs_through_a_side_door(
     try:
         for resource, body in posts:
             ok(control_plane.request("POST", f"{ns}/{resource}", body))
+        wrapper = {
+            "apiVersion": f"{group}/v1",
+            "kind": "Object",
+            "metadata": {"name": "db"},
+            "spec": {
+                "manifest": {"apiVersion": "v1", "kind": "Secret", "stringData": {"pw": embedded}}
+            },
+        }
+        ok(
+            control_plane.request(
+                "POST", f"/apis/{group}/v1/namespaces/{namespace}/objects", wrapper
+            )
+        )
         create_config_maps(control_plane, namespace, "after")
         # Each type's events arrive in order: these two come after every side door.
         last = {
             f"namespaces/{namespace}/configmaps/after.yaml",
             f"namespaces/{namespace}/secrets/copies.yaml",
+            f"namespaces/{namespace}/objects.{group}/db.yaml",
         }
         eventually(
             "the objects after the side doors on the branch",
@@ -317,6 +334,7 @@ def test_no_planted_secret_reaches_git_or_logs_through_a_side_door(
         )
         files = tree(exporter.repo)
         kept = show(exporter.repo, f"namespaces/{namespace}/secrets/copies.yaml")
+        wrapped = show(exporter.repo, f"namespaces/{namespace}/objects.{group}/db.yaml")
     finally:
         assert exporter.stop() == 0
     ours = {path for path in files if path.startswith(f"namespaces/{namespace}/")}
@@ -326,6 +344,7 @@ def test_no_planted_secret_reaches_git_or_logs_through_a_side_door(
         "kube2git.io/secret-values": "redact",
         "team": "payments",
     }
+    assert wrapped["spec"]["manifest"]["stringData"] == {"pw": ""}
     assert find_planted(every_object(exporter.repo), planted) == set()
     assert find_planted(exporter.logs().encode(), planted) == set()
 
