@@ -13,11 +13,14 @@ import contextlib
 import io
 import json
 import os
+import pty
 import secrets
+import select
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -535,3 +538,62 @@ def _throttled(cluster: ControlPlane) -> int:
         ):
             count += 1
     return count
+
+
+def _on_a_terminal(argv: Sequence[str], answer: str) -> str:
+    """Run the command line on a pseudo-terminal, as a person would; answer its question.
+
+    Returns everything it wrote (stdout and stderr share the terminal)."""
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter.cli", *argv],
+        stdin=terminal, stdout=terminal, stderr=terminal, env={**os.environ, "NO_COLOR": "1"},
+    )  # fmt: skip
+    os.close(terminal)
+    seen = b""
+    answered = False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal closed: the process is done
+                break
+            seen += chunk
+            if not answered and b"[y/N] " in seen:
+                os.write(controller, answer.encode() + b"\n")
+                answered = True
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=30)
+    os.close(controller)
+    return seen.decode(errors="replace")
+
+
+def test_on_a_terminal_prune_asks_and_restore_shows_its_progress(
+    cluster_b: ControlPlane, tmp_path: Path
+) -> None:
+    config = tmp_path / "fast.yaml"
+    config.write_text(FAST_CLIENT)
+    ns = f"ask-{secrets.token_hex(3)}"
+    _post(cluster_b, "/api/v1/namespaces", {"metadata": {"name": ns}})
+    _post(cluster_b, f"/api/v1/namespaces/{ns}/configmaps", {"metadata": {"name": "kept"}})
+    repo = tmp_path / "b.git"
+    _snapshot(repo, cluster_b)
+    _post(cluster_b, f"/api/v1/namespaces/{ns}/configmaps", {"metadata": {"name": "stray"}})
+    ok(cluster_b.request("DELETE", f"/api/v1/namespaces/{ns}/configmaps/kept"))
+    argv = ["restore", "--repo", str(repo), "--kubeconfig", str(cluster_b.kubeconfig),
+            "--config", str(config), "--namespace", ns, "--prune"]  # fmt: skip
+    stray = f"/api/v1/namespaces/{ns}/configmaps/stray"
+
+    said = _on_a_terminal(argv, "n")
+    assert f"would delete namespaces/{ns}/configmaps/stray.yaml" in said
+    assert "Delete these 1 objects? [y/N] " in said
+    assert "restoring config maps: 1/1" in said  # the progress line
+    assert f"created namespaces/{ns}/configmaps/kept.yaml" in said
+    assert cluster_b.request("GET", stray).status == 200  # "n": nothing deleted
+
+    said = _on_a_terminal(argv, "y")
+    assert f"deleted namespaces/{ns}/configmaps/stray.yaml" in said
+    assert cluster_b.request("GET", stray).status == 404
