@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
+
 from exporter.layout import ObjectKey
 from exporter.serializer import dump_bytes, file_order
 from exporter.sops import FINGERPRINT_ANNOTATION
@@ -48,6 +50,8 @@ from exporter.sops.format import (
     wrap_data_key,
 )
 from filters.sealed import has_unsealed, unseal
+
+log = structlog.get_logger()
 
 PreviousFile = Callable[[str], bytes | None]
 """The content of a path at the branch tip, or ``None`` (``GitStore.read``)."""
@@ -142,15 +146,19 @@ class SecretSealer:
                 age = Metadata.from_document(previous).age
             except SopsError:
                 age = ()
+            reason = "recipients changed"
             if sorted(k.recipient for k in age) == sorted(self._recipients):
                 known = self._data_keys.get(path)
                 if known is not None and known[0] == age:
                     return known
+                reason = "data key not in memory (a restart) and no identity to open it"
                 if self._identities:
                     try:
                         return age, unwrap_data_key(age, self._identities)
                     except SopsError:
-                        pass  # not ours to open: a new data key
+                        reason = "no identity opens the data key"
+            # Every value of the Secret is encrypted anew: say why its whole file changes.
+            log.info("sops.new_data_key", path=path, reason=reason)
         data_key = self._new_data_key(DATA_KEY_SIZE)
         return wrap_data_key(data_key, self._recipients), data_key
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from structlog.testing import capture_logs
 
 from exporter.serializer import dump_bytes
 from exporter.sops import FINGERPRINT_ANNOTATION
@@ -271,3 +272,26 @@ def test_a_secret_without_values_needs_no_identity_and_a_stripped_one_is_refused
     assert open_secret(stripped, []) == (
         "Secret is marked SOPS-encrypted but has no sops metadata block"
     )
+
+
+def test_a_new_data_key_for_an_existing_file_is_logged_with_its_reason(
+    age_key: AgeKeyPair,
+) -> None:
+    branch = Branch()
+    with capture_logs() as first_logs:
+        commit(branch, make_sealer(branch, age_key), secret_body())
+    assert first_logs == [], "a new Secret needs no explanation"
+    changed = secret_body()
+    changed["data"]["password"] = "bmV3"
+    with capture_logs() as logs:
+        content = commit(branch, make_sealer(branch, age_key), changed)
+    assert logs == [
+        {
+            "event": "sops.new_data_key",
+            "log_level": "info",
+            "path": PATH,
+            "reason": "data key not in memory (a restart) and no identity to open it",
+        }
+    ]
+    assert "bmV3" not in str(logs)
+    assert _open(content, age_key)["data"] == changed["data"]
