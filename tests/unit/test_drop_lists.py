@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from exporter.cli import main
 from exporter.config import ConfigError, load_settings, make_pipeline
@@ -157,3 +159,21 @@ def test_replace_defaults_names_only_default_lists(
     err = capsys.readouterr().err
     assert expected in err
     assert err.count("\n") == 1
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    entries=st.lists(st.sampled_from(["a/x", "b/*", APPLIED, "deployment.kubernetes.io/*"])),
+    replace=st.booleans(),
+)
+def test_a_configured_list_keeps_every_default_unless_replaced(
+    tmp_path: Path, entries: list[str], replace: bool
+) -> None:
+    path = tmp_path / "cfg.yaml"
+    switch = "replace_defaults: [drop_annotations], " if replace else ""
+    path.write_text(f"filters: {{{switch}drop_annotations: {json.dumps(entries)}}}\n")
+    loaded = load_settings(path).filters.drop_annotations
+    if replace:
+        assert list(loaded) == entries
+    else:
+        assert list(loaded) == list(dict.fromkeys([*Policy().drop_annotations, *entries]))
