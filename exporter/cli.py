@@ -70,6 +70,8 @@ if TYPE_CHECKING:
     from exporter.sync import SyncReport
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+SNAPSHOT_ATTEMPTS = 4
+"""Tries per type in ``snapshot`` (waits from the retry policy; 429 honours Retry-After)."""
 ENV_PREFIX = "KUBE2GIT_"
 
 
@@ -189,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "List every type the API server serves, filter and normalize every object, and "
             "commit the result to the backup branch as one commit (no commit when nothing "
-            "changed). Files are deleted only for types whose list completed."
+            "changed). Files are deleted only for types whose list completed. Exit code 1 "
+            "when a type RBAC permits could not be read (after committing the rest)."
         ),
     )
     _add_setting_flags(snap, "--repo", "--branch", "--kubeconfig", "--context")
@@ -470,6 +473,7 @@ def _snapshot(_args: argparse.Namespace, settings: Settings) -> int:
                     hpa_index=hpa_index,
                     blob_id=store.blob_id,
                     progress=progress,
+                    attempts=SNAPSHOT_ATTEMPTS,
                 )
                 return await sync.run(index)
 
@@ -485,6 +489,12 @@ def _snapshot(_args: argparse.Namespace, settings: Settings) -> int:
         print(f"kube2git: not read: {name}: {reason}", file=sys.stderr)  # noqa: T201
     outcome = f"commit {info.id[:12]}: {info.subject}" if info else "no changes, no commit"
     print(f"kube2git snapshot: {report.summary()}; {outcome}")  # noqa: T201
+    if report.types_unreadable:
+        # What could be read is committed; the backup is still incomplete: a runtime failure.
+        # Types RBAC denies are someone's choice: named above, not a failure.
+        names = ", ".join(sorted(report.types_unreadable))
+        print(f"kube2git: error: incomplete snapshot, not read: {names}", file=sys.stderr)  # noqa: T201
+        return EXIT_FAILURE
     return EXIT_OK
 
 

@@ -15,13 +15,17 @@ Errors (all :class:`ClusterError`):
 - :class:`NotFound` (404), :class:`Conflict` (409: someone else wrote first);
 - :class:`Gone` (410: the resourceVersion is too old: relist);
 - :class:`TooManyRequests` (429, with the server's ``Retry-After``);
-- :class:`ApiError`: any other failed response.
+- :class:`ApiError`: any other failed response;
+- :class:`InvalidResponse`: a 2xx answer that is not the JSON document asked for (an
+  aggregated API answering discovery with an HTML page, a list without its keys).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import email.utils
 import os
 import time
 import urllib.parse
@@ -32,14 +36,19 @@ from typing import Any, Self
 
 import aiohttp
 import orjson
+import structlog
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
-from exporter.config import ClusterSettings
+from exporter.config import ClusterSettings, ListMode
 from exporter.layout import ObjectKey
+
+log = structlog.get_logger()
 
 Json = dict[str, Any]
 Clock = Callable[[], float]
+_FRESH_LIST_ATTEMPTS = 3
+"""Times a paginated list starts over after its continue token expired, before giving up."""
 
 
 class ClusterError(Exception):
@@ -87,12 +96,20 @@ class WatchListUnsupported(ClusterError):
     """The server streamed no WatchList: use a paginated LIST."""
 
 
+class InvalidResponse(ClusterError):
+    """The server answered 2xx with something that is not the JSON document expected."""
+
+
 class TooManyRequests(ApiError):
     """429: the server (API Priority and Fairness) asks the client to come back later."""
 
-    def __init__(self, status: int, message: str, *, path: str = "", retry_after: float) -> None:
+    def __init__(
+        self, status: int, message: str, *, path: str = "", retry_after: float | None
+    ) -> None:
         super().__init__(status, message, path=path)
         self.retry_after = retry_after
+        """``Retry-After`` in seconds as sent (``None``: absent or unreadable); callers clamp
+        it through :class:`exporter.retry.RetryPolicy`."""
 
 
 _ERRORS: Mapping[int, type[ApiError]] = {
@@ -178,6 +195,18 @@ class Discovery:
 
 
 @dataclass(frozen=True, slots=True)
+class Page:
+    """Part of the current state of one type, as :meth:`Cluster.read` yields it."""
+
+    items: list[Json]
+    resource_version: str
+    """The list's resourceVersion (on the last page; ``""`` before it)."""
+    restart: bool = False
+    """The list started over (an expired continue token, or WatchList turned out to be
+    unsupported): forget what earlier pages of this list said."""
+
+
+@dataclass(frozen=True, slots=True)
 class WatchEvent:
     """One event of a watch stream: ADDED, MODIFIED, DELETED or BOOKMARK."""
 
@@ -202,6 +231,8 @@ class Cluster:
         self._api = api
         self._settings = settings
         self._bucket = TokenBucket(settings.qps, settings.burst, clock=clock)
+        self._list_mode = settings.list_mode
+        """Sticky: ``auto`` becomes ``paginate`` the first time the server lacks WatchList."""
         self.requests = 0
         """Requests sent so far (for metrics and the steady-state check)."""
 
@@ -296,9 +327,16 @@ class Cluster:
         )
         try:
             async with response:
-                data: Json = orjson.loads(await response.read())
+                raw = await response.read()
         except (aiohttp.ClientError, TimeoutError) as error:
             raise Unreachable(f"{self.server}: {_one_line(error)}") from None
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            what = response.headers.get("Content-Type", "") or "no content type"
+            raise InvalidResponse(f"{path}: not JSON ({what}): {_preview(raw)}") from None
+        if not isinstance(data, dict):
+            raise InvalidResponse(f"{path}: not a JSON object: {_preview(raw)}")
         return data
 
     async def get_object(self, path: str) -> Json | None:
@@ -332,34 +370,40 @@ class Cluster:
             await self.call("DELETE", path, params)
 
     async def discover(self) -> Discovery:
-        """Every type that supports list and watch, in its group's preferred version."""
+        """Every type that supports list and watch, in its group's preferred version.
+
+        A group version whose discovery fails in any way (an error status, a timeout, an
+        aggregated API answering HTML, JSON without the expected keys) is reported in
+        ``failed_groups``, and its types are left out this time; only the core lists
+        (``/api``, ``/apis``) failing is an error.
+        """
         core = await self.get("/api")
-        group_versions = [f"/api/{v}" for v in core.get("versions", ["v1"])[:1]]
+        versions = core.get("versions")
+        first = versions[0] if isinstance(versions, list) and versions else "v1"
+        group_versions = [f"/api/{first}"]
         groups = await self.get("/apis")
-        for group in groups.get("groups", []):
-            preferred = (group.get("preferredVersion") or {}).get("groupVersion")
-            if preferred:
-                group_versions.append(f"/apis/{preferred}")
+        listed = groups.get("groups")
+        for group in listed if isinstance(listed, list) else ():
+            preferred = group.get("preferredVersion") if isinstance(group, dict) else None
+            name = preferred.get("groupVersion") if isinstance(preferred, dict) else None
+            if isinstance(name, str) and name:
+                group_versions.append(f"/apis/{name}")
         resources: list[ApiResource] = []
         failed: list[str] = []
         results = await asyncio.gather(
             *(self.get(path) for path in group_versions), return_exceptions=True
         )
         for path, result in zip(group_versions, results, strict=True):
+            group_version = path.removeprefix("/api/").removeprefix("/apis/")
             if isinstance(result, BaseException):
                 if not isinstance(result, ClusterError):
                     raise result
-                failed.append(path.removeprefix("/api/").removeprefix("/apis/"))
+                failed.append(group_version)
                 continue
-            group_version = result.get("groupVersion") or path.rpartition("/")[2]
-            group, _, version = group_version.rpartition("/")
-            for item in result.get("resources", []):
-                verbs = set(item.get("verbs") or ())
-                if "/" in item["name"] or not {"list", "watch"} <= verbs:
-                    continue
-                resources.append(
-                    ApiResource(group, version, item["name"], item["kind"], item["namespaced"])
-                )
+            try:
+                resources += _listable(group_version, result)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                failed.append(group_version)
         return Discovery(tuple(resources), tuple(failed))
 
     async def list_pages(
@@ -374,6 +418,8 @@ class Cluster:
         while True:
             page = await self.get(resource.path, params)
             items = page.get("items") or []
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise InvalidResponse(f"{resource.path}: a list whose items are not objects")
             for item in items:
                 # Items of a list carry neither kind nor apiVersion: restore them.
                 item.setdefault("apiVersion", resource.api_version)
@@ -435,14 +481,41 @@ class Cluster:
                 return found
         return None
 
-    async def list_all(self, resource: ApiResource) -> tuple[list[Json], str]:
-        """Every object of a type (all pages) and the list's resourceVersion."""
-        objects: list[Json] = []
-        version = ""
-        async for items, page_version in self.list_pages(resource):
-            objects.extend(items)
-            version = page_version
-        return objects, version
+    async def read(self, resource: ApiResource) -> AsyncIterator[Page]:
+        """The current state of one type, in pages, by the configured list mode.
+
+        ``auto`` tries the streaming WatchList and, the first time the server lacks it, falls
+        back to paginated LISTs for good; a paginated list whose continue token expires (410)
+        starts over (a few times, then :class:`Gone`). A page that starts a list over has
+        ``restart`` set.
+        """
+        restart = False
+        if self._list_mode is not ListMode.PAGINATE:
+            try:
+                async for items, version in self.watch_list(resource):
+                    yield Page(items, version, restart)
+                    restart = False
+            except (WatchListUnsupported, ApiError) as error:
+                unsupported = isinstance(error, WatchListUnsupported) or error.status in (400, 422)
+                if self._list_mode is not ListMode.AUTO or not unsupported:
+                    raise
+                log.info("cluster.watch_list_unsupported", type=resource.name, error=str(error))
+                self._list_mode = ListMode.PAGINATE
+                restart = True
+            else:
+                return
+        for attempt in range(1, _FRESH_LIST_ATTEMPTS + 1):
+            try:
+                async for items, version in self.list_pages(resource):
+                    yield Page(items, version, restart)
+                    restart = False
+            except Gone:
+                log.info("cluster.list_restarted", type=resource.name, attempt=attempt)
+                if attempt == _FRESH_LIST_ATTEMPTS:
+                    raise
+                restart = True
+            else:
+                return
 
     @contextlib.asynccontextmanager
     async def watch(
@@ -456,8 +529,9 @@ class Cluster:
         """Open one watch request; yields an iterator of its events.
 
         The iterator ends when the server closes the stream (its ``timeoutSeconds``); a read
-        that waits longer than the inactivity deadline raises :class:`Unreachable` (a
-        half-open connection). An ERROR event becomes the matching :class:`ApiError`.
+        that waits longer than ``watch_idle_timeout`` raises :class:`Unreachable` (a
+        half-open connection: the server is gone without a FIN). An ERROR event becomes the
+        matching :class:`ApiError`.
         """
         params: dict[str, Any] = {
             "watch": "true",
@@ -468,9 +542,11 @@ class Cluster:
             params |= {"sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan"}
         if resource_version:
             params["resourceVersion"] = resource_version
-        inactivity = timeout_seconds + self._settings.watch_inactivity_grace
+        # Bookmarks arrive about once a minute: a longer silence is a dead (half-open) line.
         timeout = aiohttp.ClientTimeout(
-            total=None, connect=self._settings.request_timeout, sock_read=inactivity
+            total=None,
+            connect=self._settings.request_timeout,
+            sock_read=self._settings.watch_idle_timeout,
         )
         response = await self._send(resource.path, params, limits=timeout)
         async with response:
@@ -498,7 +574,10 @@ class Cluster:
                 raise Unreachable(
                     f"{self.server}: watch {resource.name}: truncated event"
                 ) from None
-            kind, obj = event.get("type", ""), event.get("object") or {}
+            kind = event.get("type", "") if isinstance(event, dict) else None
+            obj = event.get("object") or {} if isinstance(event, dict) else None
+            if not isinstance(kind, str) or not isinstance(obj, dict):
+                raise InvalidResponse(f"watch {resource.name}: not an event: {_preview(line)}")
             if kind == "ERROR":
                 status = int(obj.get("code") or 500)
                 error_type = _ERRORS.get(status, ApiError)
@@ -536,11 +615,43 @@ def _kubeconfig_path(kubeconfig: str) -> Path:
     return Path(first).expanduser()
 
 
-def _retry_after(header: str | None) -> float:
+def _retry_after(header: str | None) -> float | None:
+    """``Retry-After`` in seconds (a number or an HTTP date), or ``None``; not yet clamped."""
+    if not header:
+        return None
     try:
-        return max(float(header or 1), 0.0)
+        return float(header)
     except ValueError:
-        return 1.0
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return (moment - datetime.datetime.now(datetime.UTC)).total_seconds()
+
+
+def _listable(group_version: str, document: Json) -> list[ApiResource]:
+    """The list-and-watch types of one group version's discovery document (strict shape)."""
+    served = document.get("groupVersion") or group_version
+    group, _, version = str(served).rpartition("/")
+    found = []
+    for item in document["resources"]:
+        name, kind, verbs = item["name"], item["kind"], item["verbs"]
+        namespaced = item["namespaced"]
+        well_formed = isinstance(name, str) and name and isinstance(kind, str)
+        if not well_formed or not isinstance(namespaced, bool) or not isinstance(verbs, list):
+            raise TypeError(f"{group_version}: malformed resource {name!r}")
+        if "/" in name or not {"list", "watch"} <= set(verbs):
+            continue
+        found.append(ApiResource(group, version, name, kind, namespaced))
+    return found
+
+
+def _preview(raw: bytes) -> str:
+    """The start of an unexpected answer, on one line, for the error message."""
+    return " ".join(raw[:120].decode("utf-8", "replace").split()) or "(empty)"
 
 
 def _one_line(error: BaseException) -> str:

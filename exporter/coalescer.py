@@ -135,6 +135,13 @@ class Coalescer:
             self._oldest = now
         self._latest = now
 
+    def differs(self, change: Upsert) -> bool:
+        """Whether ``change`` is worth offering: the branch holds other content, or a change
+        of its key is pending. A relist offers only these, so unchanged objects cost nothing."""
+        if change.key in self._pending:
+            return True
+        return self.committed.get(change.key.path) != self._blob_id(change.content)
+
     def is_tracked(self, key: ObjectKey) -> bool:
         """Whether the object has a file on the branch or a pending change."""
         return (

@@ -106,11 +106,20 @@ class ClusterSettings:
     watch_timeout_seconds: int = 300
     """Server-side duration of one watch request, before it is renewed (randomised up to 2x
     per request, as client-go does, so renewals of many types spread out)."""
-    watch_inactivity_grace: float = 30.0
-    """Seconds past a watch's own timeout without a byte before the connection is taken for
-    dead (a half-open connection) and re-established."""
+    watch_idle_timeout: float = 110.0
+    """Seconds a watch may stay silent before its connection is taken for dead (a half-open
+    connection: the server or a middlebox vanished without closing it) and re-established.
+    The API server sends a bookmark about once a minute, so a live watch is never this quiet."""
     backoff: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
-    """Delays between reconnection attempts (the last one repeats), each with +-20% jitter."""
+    """Delays between attempts after a failure (the last one repeats), each with +-20% jitter;
+    also the delays of a relist loop (410 Gone again and again)."""
+    forbidden_retry: tuple[float, ...] = (10.0, 30.0, 60.0, 120.0, 300.0)
+    """Delays between attempts at a type that RBAC denies (the last one repeats): a type
+    granted later is picked up within the last delay."""
+    retry_after_max: float = 300.0
+    """The longest a 429's ``Retry-After`` is honoured (from 1 s; a missing, negative or
+    absurd value waits the backoff step instead), stretched by up to 20% so throttled
+    watches do not return together."""
     skip_types: tuple[str, ...] = ()
     """Types (``resource.group`` as ``kubectl get`` spells them) never listed or watched, on
     top of the filter policy's type exclusions, to save API requests."""

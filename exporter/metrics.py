@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300)
+
+
+TYPE_STATES = ("pending", "synced", "retrying", "denied")
+"""The values of ``kube2git_types``'s ``state`` label (as exporter.watcher.TypeState)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TypeSample:
+    """One followed type as the metrics see it."""
+
+    name: str
+    state: str
+    idle_seconds: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +37,11 @@ class Sampled:
     pending: Callable[[], float]
     denied_types: Callable[[], Iterable[str]] = tuple
     """Types RBAC does not let kube2git list or watch (``resource[.group]``)."""
+    types: Callable[[], Iterable[TypeSample]] = field(default=lambda: ())
+    """Each followed type: its name, its state, seconds since its last list, event or
+    bookmark (``None``: never read)."""
+    relists: Callable[[], Mapping[str, float]] = field(default=dict)
+    """Relists by reason."""
 
 
 class _SampledCollector(Collector):
@@ -60,6 +78,33 @@ class _SampledCollector(Collector):
         for name in s.denied_types():
             denied.add_metric([name], 1)
         yield denied
+        samples = list(s.types())
+        by_state = GaugeMetricFamily("kube2git_types", "Followed types by state.", labels=["state"])
+        per_type = GaugeMetricFamily(
+            "kube2git_type_state", "1 for the current state of each followed type.",
+            labels=["resource", "state"],
+        )  # fmt: skip
+        idle = GaugeMetricFamily(
+            "kube2git_type_idle_seconds",
+            "Seconds since each type's last event, bookmark or completed list.",
+            labels=["resource"],
+        )
+        for state in TYPE_STATES:
+            by_state.add_metric([state], sum(1 for t in samples if t.state == state))
+        for sample in samples:
+            per_type.add_metric([sample.name, sample.state], 1)
+            if sample.idle_seconds is not None:
+                idle.add_metric([sample.name], sample.idle_seconds)
+        yield by_state
+        yield per_type
+        yield idle
+        relists = CounterMetricFamily(
+            "kube2git_relists", "Lists of one type by a running watch, by reason.",
+            labels=["reason"],
+        )  # fmt: skip
+        for reason, count in sorted(s.relists().items()):
+            relists.add_metric([reason], count)
+        yield relists
 
 
 class Metrics:

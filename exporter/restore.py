@@ -48,6 +48,7 @@ from exporter.diff import ObjectDiff, diff_live
 from exporter.gitstore import BranchReader, TreeAt
 from exporter.gitstore.message import load_yaml
 from exporter.layout import ObjectKey, split_api_version
+from exporter.retry import RetryPolicy
 from exporter.scope import Scope
 from exporter.sops.sealer import open_secret
 from exporter.sync import Normalizer
@@ -61,6 +62,8 @@ FIELD_MANAGER = "kube2git-restore"
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 """Waits between attempts of a request that failed transiently (unreachable, 5xx, 429 waits
 for the server's Retry-After instead)."""
+_RETRY = RetryPolicy(backoff=RETRY_DELAYS)
+"""Clamps a 429's Retry-After (a missing or absurd one waits the first backoff step)."""
 CRD_WAIT = 60.0
 """Seconds to wait for restored CRDs to be established and served."""
 
@@ -430,7 +433,7 @@ class Restorer:
             except TooManyRequests as error:
                 if delay is None:
                     raise
-                await self._sleep(error.retry_after)
+                await self._sleep(_RETRY.retry_after(error.retry_after, 1))
             except Unreachable:
                 if delay is None:
                     raise

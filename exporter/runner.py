@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import random
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -32,12 +33,16 @@ from exporter.health import HealthServer
 from exporter.layout import ObjectKey
 from exporter.leader import LeaderElector
 from exporter.messages import Change, Delete, Gap, capture_gap, observed_after_gap
-from exporter.metrics import Metrics, Sampled
-from exporter.sync import FullSync, Normalizer
+from exporter.metrics import Metrics, Sampled, TypeSample
+from exporter.retry import RetryPolicy
+from exporter.sync import Dropped, FullSync, Listed, Normalizer, SyncReport
 from exporter.watcher import (
     EventType,
     ObjectEvent,
-    Relisted,
+    RelistDone,
+    RelistPage,
+    RelistReason,
+    TypeState,
     TypeWatcher,
     WatchMessage,
     WatchPolicy,
@@ -55,6 +60,8 @@ _DISCOVERY_TYPES = frozenset(
     }
 )
 _REDISCOVERY_DEBOUNCE = 1.0
+_DISCOVERY_FAILED = ClusterError("discovery failed")
+"""What the retry policy is asked about when discovery fails (the backoff schedule)."""
 
 
 class _EndOfStream(enum.Enum):
@@ -97,11 +104,15 @@ class Exporter:
             maxsize=max(settings.run.queue_size, 1)
         )
         self._watch_stats = WatchStats()
+        self._retry = RetryPolicy.from_settings(settings.cluster)
         self._watch_policy = WatchPolicy(
-            timeout_seconds=settings.cluster.watch_timeout_seconds,
-            backoff=settings.cluster.backoff,
+            timeout_seconds=settings.cluster.watch_timeout_seconds, retry=self._retry
         )
         self._watchers: dict[ApiResource, tuple[TypeWatcher, asyncio.Task[None]]] = {}
+        self._relisted: dict[ApiResource, set[ObjectKey]] = {}
+        """Keys each type's relist in progress has named so far (keys only, never bodies)."""
+        self._failed_groups: tuple[str, ...] = ()
+        """Group versions whose discovery failed last time: rediscovered with backoff."""
         self._coalescer: Coalescer | None = None
         self._wake = asyncio.Event()
         self._intake_done = asyncio.Event()
@@ -109,7 +120,6 @@ class Exporter:
         self._unpushed = asyncio.Event()
         self._rediscover = asyncio.Event()
         self._synced = False
-        self._denied_at_sync: set[str] = set()
         self._task_group: asyncio.TaskGroup | None = None
         self.health: HealthServer | None = None
         election = settings.run.leader_election
@@ -135,6 +145,8 @@ class Exporter:
                 queue_depth=self._queue.qsize,
                 pending=lambda: len(self._coalescer) if self._coalescer else 0,
                 denied_types=self.denied_types,
+                types=self._type_samples,
+                relists=lambda: {r.value: n for r, n in self._watch_stats.relists.items()},
             )
         )
 
@@ -143,25 +155,56 @@ class Exporter:
     def denied_types(self) -> list[str]:
         """Types RBAC does not let kube2git list or watch: reported (log, the
         ``kube2git_type_denied`` metric, ``/readyz`` detail), never fatal."""
-        watching = {r.name: w for r, (w, _) in self._watchers.items()}
-        denied = {name for name in self._denied_at_sync if name not in watching}
-        denied |= {name for name, watcher in watching.items() if watcher.forbidden}
-        return sorted(denied)
+        return sorted(
+            r.name for r, (w, _) in self._watchers.items() if w.status.state is TypeState.DENIED
+        )
 
     def readiness(self) -> tuple[bool, str]:
-        """(ready, detail): why not ready, and the types RBAC denies (which do not block)."""
-        denied = self.denied_types()
-        detail = "\nnot permitted by RBAC, not recorded: " + ", ".join(denied) if denied else ""
+        """Ready once every permitted type is synced and watched; denied types are named
+        but do not count against it."""
         if self._elector is not None and not self._elector.is_leader:
             return False, f"waiting for leadership ({self._elector.identity})"
         if not self._synced:
-            return False, "initial sync in progress" + detail
-        unhealthy = sorted(
-            r.name for r, (w, _) in self._watchers.items() if not (w.healthy or w.forbidden)
-        )
-        if unhealthy:
-            return False, "watches not established: " + ", ".join(unhealthy[:10]) + detail
-        return True, detail.lstrip("\n")
+            denied_now = self.denied_types()
+            return False, "initial sync in progress" + (
+                "\n" + _DENIED + _listing(denied_now) if denied_now else ""
+            )
+        never: list[str] = []
+        retrying: list[str] = []
+        denied: list[str] = []
+        for resource, (watcher, _) in sorted(self._watchers.items(), key=lambda i: i[0].name):
+            status = watcher.status
+            if status.state is TypeState.DENIED:
+                denied.append(resource.name)
+            elif not status.synced_once:
+                never.append(_with_reason(resource.name, status.reason))
+            elif status.state is not TypeState.SYNCED:
+                retrying.append(_with_reason(resource.name, status.reason))
+        lines = []
+        if never:
+            lines.append("types never synced: " + _listing(never))
+        if retrying:
+            lines.append("types retrying: " + _listing(retrying))
+        if denied:
+            lines.append(_DENIED + _listing(denied))
+        return not (never or retrying), "\n".join(lines)
+
+    def type_states(self) -> dict[str, TypeState]:
+        """Every followed type's state (``resource[.group]`` → state)."""
+        return {r.name: w.status.state for r, (w, _) in self._watchers.items()}
+
+    def _type_samples(self) -> list[TypeSample]:
+        now = time.monotonic()
+        return [
+            TypeSample(
+                resource.name,
+                watcher.status.state.value,
+                None
+                if watcher.status.last_activity is None
+                else now - watcher.status.last_activity,
+            )
+            for resource, (watcher, _) in self._watchers.items()
+        ]
 
     # -- supervision -----------------------------------------------------------------------
 
@@ -193,31 +236,18 @@ class Exporter:
             except GitStoreError as error:  # the remote may be down: start from what we have
                 log.warning("remote.catch_up_failed", error=str(error))
         index = await asyncio.to_thread(self._store.index)
-        sync = FullSync(
-            self._cluster,
-            settings=self._settings,
-            pipeline=self._pipeline,
-            hpa_index=self._hpa_index,
-            blob_id=self._store.blob_id,
-        )
-        changes, report = await sync.run(index)
-        for name, reason in sorted(report.types_failed.items()):
-            log.warning("sync.type_not_read", type=name, reason=reason)
-        self._denied_at_sync = {n for n, r in report.types_failed.items() if r == "forbidden"}
         self._coalescer = Coalescer(index, blob_id=self._store.blob_id, pacer=self._pacer)
-        for change in observed_after_gap(changes, capture_gap(index)):
-            self._coalescer.offer(change)
-        await self._commit()
-        await asyncio.to_thread(self._store.pack)
-        self._synced = True
-        log.info("sync.done", summary=report.summary())
         async with asyncio.TaskGroup() as group:
             self._task_group = group
-            for resource, version in report.resource_versions.items():
-                self._start_watcher(resource, version)
+            # Events of the types listed first are processed while the others are listed.
             group.create_task(self._process(), name="processor")
             if self._facts is not None:
                 group.create_task(self._attribute(self._facts), name="attributor")
+            report = await self._initial_sync(index)
+            await self._commit()
+            await asyncio.to_thread(self._store.pack)
+            self._synced = True
+            log.info("sync.done", summary=report.summary())
             group.create_task(self._committer(), name="committer")
             pusher = group.create_task(self._pusher(), name="pusher")
             housekeeping = (
@@ -231,7 +261,43 @@ class Exporter:
             )
             group.create_task(self._drain_on_stop(pusher, housekeeping, leadership), name="drain")
 
-    def _start_watcher(self, resource: ApiResource, resource_version: str) -> None:
+    async def _initial_sync(self, index: Mapping[str, str]) -> SyncReport:
+        """List type after type; each type's watch starts the moment its list is done (a
+        busy type would otherwise resume from a minutes-old resourceVersion into a 410), and
+        a type whose list failed gets its watcher too, which lists it until that works."""
+        coalescer = self._coalescer
+        assert coalescer is not None
+        sync = FullSync(
+            self._cluster,
+            settings=self._settings,
+            pipeline=self._pipeline,
+            hpa_index=self._hpa_index,
+            blob_id=self._store.blob_id,
+        )
+        report = SyncReport()
+        gap = capture_gap(index)
+        async for step in sync.steps(index, report):
+            if isinstance(step, Listed | Dropped):
+                for change in observed_after_gap(step.changes, gap):
+                    coalescer.offer(change)
+            if isinstance(step, Listed):
+                self._start_watcher(step.resource, step.resource_version)
+            elif not isinstance(step, Dropped):
+                log.warning("sync.type_not_read", type=step.resource.name, error=str(step.error))
+                self._start_watcher(step.resource, "", failed=step.error)
+        self._failed_groups = report.failed_groups
+        if self._failed_groups:
+            self._rediscover.set()
+        return report
+
+    def _start_watcher(
+        self,
+        resource: ApiResource,
+        resource_version: str,
+        *,
+        failed: ClusterError | None = None,
+        reason: RelistReason = RelistReason.NEW_TYPE,
+    ) -> None:
         assert self._task_group is not None
         watcher = TypeWatcher(
             self._cluster,
@@ -241,7 +307,8 @@ class Exporter:
             stats=self._watch_stats,
         )
         task = self._task_group.create_task(
-            watcher.run(resource_version), name=f"watch {resource.name}"
+            watcher.run(resource_version, failed=failed, reason=reason),
+            name=f"watch {resource.name}",
         )
         self._watchers[resource] = (watcher, task)
 
@@ -297,13 +364,21 @@ class Exporter:
         resource = message.resource
         if (resource.group, resource.resource) in _DISCOVERY_TYPES:
             self._rediscover.set()
-        if isinstance(message, Relisted):
-            present = set()
+        if isinstance(message, RelistPage):
+            present = self._relisted.setdefault(resource, set())
+            if message.first:
+                present.clear()
             for obj in message.objects:
                 change = self._normalize(resource, obj)
-                if not isinstance(change, Skip):
-                    present.add(change.key)
+                if isinstance(change, Skip):
+                    continue
+                present.add(change.key)
+                # Content ids first: an unchanged object is neither kept nor offered.
+                if coalescer.differs(change):
                     coalescer.offer(dataclasses.replace(change, gap=Gap.RELIST))
+            return
+        if isinstance(message, RelistDone):
+            present = self._relisted.pop(resource, set())
             for key in coalescer.paths_of_type(resource.group, resource.resource):
                 if key not in present:
                     coalescer.offer(Delete(key, resource.kind, gap=Gap.RELIST))
@@ -495,16 +570,35 @@ class Exporter:
     # -- housekeeping ----------------------------------------------------------------------
 
     async def _discoverer(self) -> None:
-        """Follow CRDs and API services: start watches for new types, stop removed ones."""
+        """Follow CRDs and API services: start watches for new types, stop removed ones.
+
+        A group whose discovery failed (an aggregated API down, or answering garbage) keeps
+        its watches and files, and is discovered again with backoff until it answers.
+        """
+        rng = random.Random()  # noqa: S311 - jitter, not cryptography
+        failures = 0
         while True:
-            await self._rediscover.wait()
+            if failures or self._failed_groups:
+                delay = self._retry.delay(_DISCOVERY_FAILED, max(failures, 1), rng)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._rediscover.wait()
+            else:
+                await self._rediscover.wait()
             await asyncio.sleep(_REDISCOVERY_DEBOUNCE)
             self._rediscover.clear()
             try:
                 discovery = await self._cluster.discover()
             except ClusterError as error:
+                failures += 1
                 log.warning("discovery.failed", error=str(error))
                 continue
+            if discovery.failed_groups:
+                failures += 1
+                log.warning("discovery.groups_failed", group_versions=discovery.failed_groups)
+            else:
+                failures = 0
+            self._failed_groups = discovery.failed_groups
             failed = {gv.rpartition("/")[0] for gv in discovery.failed_groups}
             served = {
                 r
@@ -526,6 +620,19 @@ class Exporter:
         while True:
             await asyncio.sleep(self._run.pacing.pack_interval)
             await asyncio.to_thread(self._store.pack)
+
+
+_DENIED = "not permitted by RBAC, not recorded: "
+"""The ``/readyz`` line naming denied types (they do not block readiness)."""
+
+
+def _with_reason(name: str, reason: str) -> str:
+    return f"{name} ({reason[:120]})" if reason else name
+
+
+def _listing(names: list[str], shown: int = 10) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _version(obj: Mapping[str, Any]) -> str | None:

@@ -8,29 +8,29 @@ exporter was down. Files are deleted only for types whose list completed: a type
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
+import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 from exporter.cluster import (
-    ApiError,
     ApiResource,
     Cluster,
     ClusterError,
     Forbidden,
-    Gone,
-    Json,
     Unauthorized,
-    WatchListUnsupported,
 )
-from exporter.config import ListMode, Settings
+from exporter.config import Settings
 from exporter.layout import ObjectKey
 from exporter.messages import Change, Delete, Upsert, field_managers
+from exporter.retry import RetryPolicy
 from exporter.serializer import dump_bytes
 from filters import HpaIndex, Pipeline, Skip
 from filters.select import TypeSelection
@@ -38,7 +38,7 @@ from filters.select import TypeSelection
 log = structlog.get_logger()
 
 BlobId = Callable[[bytes], str]
-_FRESH_LIST_ATTEMPTS = 3
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -47,7 +47,19 @@ class SyncReport:
 
     types_listed: int = 0
     types_failed: dict[str, str] = field(default_factory=dict)
-    """Type → reason, for types whose list did not complete (their files are kept)."""
+    """Type (or group version whose discovery failed) → reason, for types whose list did not
+    complete (their files are kept); RBAC-denied ones too, with reason ``forbidden``."""
+    failed_groups: tuple[str, ...] = ()
+    """Group versions whose discovery failed (also in ``types_failed``)."""
+    types_denied: set[str] = field(default_factory=set)
+    """The types of ``types_failed`` that RBAC does not let kube2git read: a deliberate
+    choice of whoever wrote the role, not a failure."""
+
+    @property
+    def types_unreadable(self) -> dict[str, str]:
+        """Types (and group versions) that could not be read although permitted."""
+        return {n: r for n, r in self.types_failed.items() if n not in self.types_denied}
+
     kept: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     bytes: int = 0
@@ -57,7 +69,10 @@ class SyncReport:
 
     def summary(self) -> str:
         reasons = ", ".join(f"{r}: {n}" for r, n in sorted(self.skipped.items()))
-        failed = f"; {len(self.types_failed)} types not read" if self.types_failed else ""
+        unreadable = len(self.types_unreadable)
+        failed = f"; {unreadable} types not read" if unreadable else ""
+        if self.types_denied:
+            failed += f"; {len(self.types_denied)} types denied by RBAC"
         return (
             f"{self.types_listed} types, {self.kept} objects kept, "
             f"{sum(self.skipped.values())} skipped"
@@ -106,6 +121,33 @@ class Normalizer:
         return Upsert(key, resource.kind, dump_bytes(result), result, managers, resource_version)
 
 
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A selected type was read completely: its changes, and where its watch starts."""
+
+    resource: ApiResource
+    changes: list[Change]
+    resource_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotListed:
+    """A selected type could not be read (its files are kept); ``error`` says why."""
+
+    resource: ApiResource
+    error: ClusterError
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """Files of types no longer recorded (policy) or no longer served (a CRD removed)."""
+
+    changes: list[Change]
+
+
+SyncStep = Listed | NotListed | Dropped
+
+
 class FullSync:
     """One pass over the whole cluster; reusable state lives in the caller."""
 
@@ -118,6 +160,9 @@ class FullSync:
         hpa_index: HpaIndex,
         blob_id: BlobId,
         progress: Progress | None = None,
+        attempts: int = 1,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cluster = cluster
@@ -126,21 +171,34 @@ class FullSync:
         self._skip = frozenset(settings.cluster.skip_types)
         self._blob_id = blob_id
         self._progress = progress
-        self._list_mode = settings.cluster.list_mode
+        self._retry = RetryPolicy.from_settings(settings.cluster)
+        self._attempts = max(attempts, 1)
+        """Tries per type before it counts as not read (``run`` hands it to its watcher)."""
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         # A commit message names at most this many objects: details past it are dead weight.
         self._detail_budget = settings.git.message_max_objects
         self._clock = clock
 
     async def run(self, index: Mapping[str, str]) -> tuple[list[Change], SyncReport]:
         """Changes that bring the branch (``index``: path → blob id) to the cluster's state."""
-        started = self._clock()
         report = SyncReport()
-        discovery = await self._cluster.discover()
+        changes: list[Change] = []
+        async for step in self.steps(index, report):
+            if isinstance(step, Listed | Dropped):
+                changes += step.changes
+        return changes, report
+
+    async def steps(self, index: Mapping[str, str], report: SyncReport) -> AsyncIterator[SyncStep]:
+        """The sync type by type, so a caller can start each type's watch as soon as that
+        type is listed; ``report`` is complete when the iteration ends."""
+        started = self._clock()
+        discovery = await self._retrying("discovery", self._cluster.discover)
+        report.failed_groups = discovery.failed_groups
         for group_version in discovery.failed_groups:
             report.types_failed[group_version] = "discovery failed"
             log.warning("sync.discovery_failed", group_version=group_version)
         folders = _type_folders(index)
-        changes: list[Change] = []
         served = {(r.group, r.resource) for r in discovery.resources}
         failed_groups = {gv.rpartition("/")[0] for gv in discovery.failed_groups}
         readable = 0
@@ -150,37 +208,54 @@ class FullSync:
                 resource.api_version, resource.kind
             ):
                 # Not recorded at all: files from an earlier policy are removed.
-                changes += [Delete(ObjectKey.from_path(p), resource.kind) for p in existing]
+                if existing:
+                    yield Dropped([Delete(ObjectKey.from_path(p), resource.kind) for p in existing])
                 continue
             try:
-                type_changes = await self._list_type(resource, index, existing, report)
-            except Forbidden as error:
-                report.types_failed[resource.name] = "forbidden"
-                log.warning("sync.forbidden", type=resource.name, error=str(error))
-                continue
+                type_changes = await self._retrying(
+                    resource.name,
+                    functools.partial(self._list_type, resource, index, existing, report),
+                )
             except Unauthorized:
                 raise
+            except Forbidden as error:
+                report.types_failed[resource.name] = "forbidden"
+                report.types_denied.add(resource.name)
+                log.warning("sync.forbidden", type=resource.name, error=str(error))
+                yield NotListed(resource, error)
+                continue
             except ClusterError as error:
                 report.types_failed[resource.name] = str(error)
                 log.warning("sync.list_failed", type=resource.name, error=str(error))
+                yield NotListed(resource, error)
                 continue
             readable += 1
             report.types_listed += 1
-            changes += type_changes
+            yield Listed(resource, type_changes, report.resource_versions[resource])
         # Types no longer served (a CRD removed) lose their files, unless their group's
         # discovery failed: then we cannot know.
         for (group, resource_name), paths in folders.items():
             if (group, resource_name) not in served and group not in failed_groups:
-                changes += [Delete(ObjectKey.from_path(p), resource_name) for p in paths]
+                yield Dropped([Delete(ObjectKey.from_path(p), resource_name) for p in paths])
         if discovery.resources and readable == 0:
             raise ClusterError("no type could be read: " + _reasons(report.types_failed))
         report.seconds = self._clock() - started
-        return changes, report
 
-    def _read(self, resource: ApiResource) -> AsyncIterator[tuple[list[Json], str]]:
-        if self._list_mode is ListMode.PAGINATE:
-            return self._cluster.list_pages(resource)
-        return self._cluster.watch_list(resource)
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call``, tried up to ``attempts`` times with the retry policy's waits between
+        (429 honours Retry-After); 401 and 403 are not retried: they will not change."""
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return await call()
+            except (Unauthorized, Forbidden):
+                raise
+            except ClusterError as error:
+                if attempt == self._attempts:
+                    raise
+                delay = self._retry.delay(error, attempt, self._rng)
+                log.info("sync.retrying", what=what, error=str(error), retry_in=round(delay, 1))
+                await self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _list_type(
         self,
@@ -189,40 +264,21 @@ class FullSync:
         existing: list[str],
         report: SyncReport,
     ) -> list[Change]:
-        """List one type completely; a list broken by an expired continue token restarts."""
-        for attempt in range(1, _FRESH_LIST_ATTEMPTS + 1):
-            try:
-                return await self._list_once(resource, index, existing, report)
-            except Gone:
-                log.info("sync.list_restarted", type=resource.name, attempt=attempt)
-                if attempt == _FRESH_LIST_ATTEMPTS:
-                    raise
-            except (WatchListUnsupported, ApiError) as error:
-                unsupported = isinstance(error, WatchListUnsupported) or error.status in (400, 422)
-                if self._list_mode is not ListMode.AUTO or not unsupported:
-                    raise
-                log.info("sync.watch_list_unsupported", type=resource.name, error=str(error))
-                self._list_mode = ListMode.PAGINATE
-                return await self._list_type(resource, index, existing, report)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _list_once(
-        self,
-        resource: ApiResource,
-        index: Mapping[str, str],
-        existing: list[str],
-        report: SyncReport,
-    ) -> list[Change]:
+        """List one type completely (a list that starts over forgets what it had seen)."""
         seen: set[str] = set()
         changes: list[Change] = []
         kept = 0
         skipped: Counter[str] = Counter()
         size = 0
         count = 0
+        budget = self._detail_budget
         resource_version = ""
-        async for items, page_version in self._read(resource):
-            resource_version = page_version or resource_version
-            for obj in items:
+        async for page in self._cluster.read(resource):
+            if page.restart:
+                seen, changes, kept, skipped, size, count = set(), [], 0, Counter(), 0, 0
+                budget = self._detail_budget
+            resource_version = page.resource_version or resource_version
+            for obj in page.items:
                 count += 1
                 change = self._normalize(resource, obj)
                 if isinstance(change, Skip):
@@ -235,11 +291,11 @@ class FullSync:
                 known = index.get(path)
                 if known == self._blob_id(change.content):
                     continue
-                if known is None and self._detail_budget <= 0:
+                if known is None and budget <= 0:
                     # A commit message names a few hundred objects at most: past that, an
                     # added object's parsed body is dead weight (most of a sync's memory).
                     change = dataclasses.replace(change, body={}, managers=())
-                self._detail_budget -= 1
+                budget -= 1
                 changes.append(change)
             if self._progress is not None:
                 self._progress(resource, count, report)
@@ -248,6 +304,7 @@ class FullSync:
             for path in existing
             if path not in seen
         ]
+        self._detail_budget = budget
         report.kept += kept
         report.skipped.update(skipped)
         report.bytes += size
