@@ -187,6 +187,10 @@ class Exporter:
             lines.append("types retrying: " + _listing(retrying))
         if denied:
             lines.append(_DENIED + _listing(denied))
+        if self._failed_groups:
+            # Their types are unknown (not followed, files kept); not blocking: an aggregated
+            # API that is down for good must not keep the backup of everything else unready.
+            lines.append("discovery failed (retrying): " + _listing(list(self._failed_groups)))
         return not (never or retrying), "\n".join(lines)
 
     def type_states(self) -> dict[str, TypeState]:

@@ -24,7 +24,7 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -377,9 +377,16 @@ class ControlPlane:
         )
 
     @contextlib.contextmanager
-    def apf_reject(self, user: str = RESTRICTED.user, *, timeout: float = 60.0) -> Iterator[None]:
+    def apf_reject(
+        self,
+        user: str = RESTRICTED.user,
+        *,
+        resources: Sequence[str] = (),
+        timeout: float = 60.0,
+    ) -> Iterator[None]:
         """While active, API Priority and Fairness answers every request of ``user`` with 429
-        and ``Retry-After``. Entered only once a rejection has been observed.
+        and ``Retry-After`` (only those on the core-group ``resources`` when given). Entered
+        only once a rejection has been observed.
 
         A FlowSchema sends ``user`` to a priority level with zero seats that rejects instead of
         queueing. APF still admits a request when nothing at all executes at that level (so a
@@ -414,7 +421,7 @@ class ControlPlane:
                 "rules": [
                     {
                         "subjects": [
-                            {"kind": "User", "user": {"name": user}},
+                            *([] if resources else [{"kind": "User", "user": {"name": user}}]),
                             {"kind": "User", "user": {"name": holder_user}},
                         ],
                         "resourceRules": [
@@ -427,14 +434,33 @@ class ControlPlane:
                             }
                         ],
                         "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-                    }
+                    },
+                    *(
+                        [
+                            {
+                                "subjects": [{"kind": "User", "user": {"name": user}}],
+                                "resourceRules": [
+                                    {
+                                        "verbs": ["*"],
+                                        "apiGroups": [""],
+                                        "resources": list(resources),
+                                        "clusterScope": True,
+                                        "namespaces": ["*"],
+                                    }
+                                ],
+                            }
+                        ]
+                        if resources
+                        else []
+                    ),
                 ],
             },
         }
 
         def probe(who: str) -> Response:
             # Admin is exempt from APF; impersonation is resolved before APF classifies.
-            return self.request("GET", "/api/v1/namespaces/default/pods", impersonate=who)
+            rejected = resources[0] if resources and who == user else "pods"
+            return self.request("GET", f"/api/v1/namespaces/default/{rejected}", impersonate=who)
 
         self._ok(self.request("POST", f"{base}/prioritylevelconfigurations", level))
         holder = _SeatHolder(self, holder_user)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import calendar
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,32 +24,6 @@ from tests.integration.helpers import (
 )
 
 pytestmark = pytest.mark.cluster
-RBAC = "/apis/rbac.authorization.k8s.io/v1"
-
-
-@pytest.fixture
-def restricted_reads_everything(control_plane: ControlPlane, namespace: str) -> Iterator[Path]:
-    name = f"{namespace}-reads-all"
-    binding = {
-        "metadata": {"name": name},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": "cluster-admin",
-        },
-        "subjects": [
-            {
-                "kind": "User",
-                "name": control_plane.restricted_user,
-                "apiGroup": "rbac.authorization.k8s.io",
-            }
-        ],
-    }
-    ok(control_plane.request("POST", f"{RBAC}/clusterrolebindings", binding))
-    try:
-        yield control_plane.restricted_kubeconfig
-    finally:
-        control_plane.request("DELETE", f"{RBAC}/clusterrolebindings/{name}")
 
 
 def test_apiserver_restart_with_compaction_relists_and_loses_nothing(

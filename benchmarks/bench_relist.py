@@ -1,0 +1,170 @@
+"""Memory of a relist of unchanged objects (a watch's 410 on a large type).
+
+Creates N ConfigMaps (about 1 KB of data each, as written by a client with server-side
+bookkeeping) in one namespace of a running cluster, records them as committed (path → blob
+id, as after the initial sync), then relists the type the way ``run`` does after a 410: the
+type's watcher lists it and the processor diffs every object against the branch. Prints the
+process's resident memory before, at its peak during, and after the relist, and how many
+changes the relist left pending (none: nothing changed).
+
+    python -m tests.cluster up --dir /tmp/k2g-bench
+    python benchmarks/bench_relist.py --kubeconfig /tmp/k2g-bench/kubeconfig [--objects 20000]
+
+Each measurement runs in a fresh process, so the baseline is not skewed by the creation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import inspect
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from exporter.cluster import ApiResource, Cluster, Conflict
+from exporter.coalescer import Coalescer, Pacer
+from exporter.config import ClusterSettings, Settings, make_pipeline
+from exporter.gitstore import GitStore
+from exporter.runner import Exporter
+from exporter.sync import Normalizer
+from exporter.watcher import TypeWatcher, WatchPolicy
+from filters import HpaIndex
+
+NAMESPACE = "bench-relist"
+CONFIGMAPS = ApiResource("", "v1", "configmaps", "ConfigMap", namespaced=True)
+
+
+def _kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def _reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+
+
+async def _create(kubeconfig: str, count: int) -> None:
+    settings = ClusterSettings(kubeconfig=kubeconfig, qps=0)
+    async with await Cluster.connect(settings) as cluster:
+        with contextlib.suppress(Conflict):
+            await cluster.call("POST", "/api/v1/namespaces", body={"metadata": {"name": NAMESPACE}})
+        existing = len((await cluster.get(f"/api/v1/namespaces/{NAMESPACE}/configmaps"))["items"])
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for index in range(existing, count):
+            queue.put_nowait(index)
+
+        async def worker() -> None:
+            while not queue.empty():
+                index = queue.get_nowait()
+                body = {
+                    "metadata": {"name": f"cm-{index:06d}", "labels": {"app": "bench"}},
+                    "data": {f"key-{k}": f"value {index} {k} " + "x" * 80 for k in range(10)},
+                }
+                path = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
+                with contextlib.suppress(Conflict):
+                    await cluster.call("POST", path, body=body)
+
+        await asyncio.gather(*(worker() for _ in range(16)))
+
+
+async def _measure(kubeconfig: str) -> dict[str, Any]:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+    settings = Settings(cluster=ClusterSettings(kubeconfig=kubeconfig, qps=0))
+    hpa_index = HpaIndex()
+    pipeline = make_pipeline(settings, hpa_index=hpa_index)
+    normalize = Normalizer(pipeline=pipeline, hpa_index=hpa_index)
+    with tempfile.TemporaryDirectory() as scratch:
+        store = GitStore(str(Path(scratch) / "repo.git"), settings=settings.git)
+        async with await Cluster.connect(settings.cluster) as cluster:
+            # What the branch holds after the initial sync: path → blob id, nothing else.
+            committed: dict[str, str] = {}
+            objects, _ = await _list_all(cluster)
+            for obj in objects:
+                change = normalize(CONFIGMAPS, obj)
+                if not hasattr(change, "key"):
+                    continue
+                committed[change.key.path] = store.blob_id(change.content)  # type: ignore[union-attr]
+            del objects
+            exporter = Exporter(
+                settings,
+                cluster=cluster,
+                store=store,
+                pipeline=pipeline,
+                hpa_index=hpa_index,
+                stop=asyncio.Event(),
+            )
+            exporter._coalescer = Coalescer(
+                committed, blob_id=store.blob_id, pacer=Pacer(settings.run.pacing)
+            )
+            watcher = TypeWatcher(
+                cluster,
+                CONFIGMAPS,
+                emit=exporter._handle,
+                policy=WatchPolicy(),
+            )
+            gc.collect()
+            before = _kib("VmRSS")
+            _reset_peak()
+            relist = watcher._relist
+            if "reason" in inspect.signature(relist).parameters:
+                from exporter.watcher import RelistReason  # noqa: PLC0415 - new with the change
+
+                await relist(RelistReason.GONE, quiet=False)  # type: ignore[call-arg]
+            else:  # the code before streaming relists
+                await relist()  # type: ignore[call-arg]
+            peak = _kib("VmHWM")
+            pending = len(exporter._coalescer)
+            gc.collect()
+            after = _kib("VmRSS")
+        store.close()
+    return {
+        "objects": len(committed),
+        "rss_before_mib": round(before / 1024, 1),
+        "rss_peak_mib": round(peak / 1024, 1),
+        "rss_after_mib": round(after / 1024, 1),
+        "peak_growth_mib": round((peak - before) / 1024, 1),
+        "held_after_mib": round((after - before) / 1024, 1),
+        "pending_changes": pending,
+    }
+
+
+async def _list_all(cluster: Cluster) -> tuple[list[dict[str, Any]], str]:
+    """Every ConfigMap of the cluster in one request (the relist covers all namespaces)."""
+    page = await cluster.get(CONFIGMAPS.path)
+    for item in page["items"]:
+        item.setdefault("apiVersion", "v1")
+        item.setdefault("kind", "ConfigMap")
+    return page["items"], page["metadata"]["resourceVersion"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--objects", type=int, default=20000)
+    parser.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure_only:
+        print(json.dumps(asyncio.run(_measure(args.kubeconfig))))
+        return
+    asyncio.run(_create(args.kubeconfig, args.objects))
+    measured = subprocess.run(
+        [sys.executable, __file__, "--kubeconfig", args.kubeconfig, "--measure-only"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    print(measured.stdout.strip())
+
+
+if __name__ == "__main__":
+    main()
