@@ -62,5 +62,12 @@ class RetryPolicy:
         if isinstance(error, TooManyRequests):
             return self.retry_after(error.retry_after, failures) * (1 + self.jitter * rng.random())
         schedule = self.forbidden if isinstance(error, Forbidden) else self.backoff
-        base = _step(schedule, failures, 1.0)
+        return self._jittered(_step(schedule, failures, 1.0), rng)
+
+    def step(self, failures: int, rng: random.Random) -> float:
+        """The backoff step after ``failures`` in a row of something that is not an error
+        response (discovery of a group failing, a watch the server ends at once)."""
+        return self._jittered(_step(self.backoff, failures, 1.0), rng)
+
+    def _jittered(self, base: float, rng: random.Random) -> float:
         return base * (1 + rng.uniform(-self.jitter, self.jitter))

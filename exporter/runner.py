@@ -60,8 +60,6 @@ _DISCOVERY_TYPES = frozenset(
     }
 )
 _REDISCOVERY_DEBOUNCE = 1.0
-_DISCOVERY_FAILED = ClusterError("discovery failed")
-"""What the retry policy is asked about when discovery fails (the backoff schedule)."""
 
 
 class _EndOfStream(enum.Enum):
@@ -583,7 +581,7 @@ class Exporter:
         failures = 0
         while True:
             if failures or self._failed_groups:
-                delay = self._retry.delay(_DISCOVERY_FAILED, max(failures, 1), rng)
+                delay = self._retry.step(max(failures, 1), rng)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._rediscover.wait()

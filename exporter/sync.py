@@ -194,6 +194,14 @@ class FullSync:
         type is listed; ``report`` is complete when the iteration ends."""
         started = self._clock()
         discovery = await self._retrying("discovery", self._cluster.discover)
+        for attempt in range(1, self._attempts):
+            if not discovery.failed_groups:
+                break
+            # An aggregated API may be briefly away: ask again before calling it failed.
+            delay = self._retry.step(attempt, self._rng)
+            log.info("sync.retrying", what=discovery.failed_groups, retry_in=round(delay, 1))
+            await self._sleep(delay)
+            discovery = await self._retrying("discovery", self._cluster.discover)
         report.failed_groups = discovery.failed_groups
         for group_version in discovery.failed_groups:
             report.types_failed[group_version] = "discovery failed"

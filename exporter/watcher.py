@@ -193,7 +193,7 @@ class TypeWatcher:
                 failures = failures + 1 if quick_and_empty else 0
                 if failures:
                     # A server that ends watches at once must not be hammered.
-                    await self._sleep(self._policy.retry.delay(_EMPTY, failures, self._rng))
+                    await self._sleep(self._policy.retry.step(failures, self._rng))
                 self.stats.restarts += 1
             except Gone as gone:
                 self.stats.gone += 1
@@ -283,10 +283,3 @@ class TypeWatcher:
                 if version:
                     self.resource_version = version
         return received
-
-
-class _Empty(ClusterError):
-    """A watch the server ended at once without a single event (backoff, not an error)."""
-
-
-_EMPTY = _Empty("the watch ended at once")

@@ -214,24 +214,6 @@ def unavailable_api_service(control_plane: ControlPlane) -> Iterator[str]:
         control_plane.request("DELETE", f"/apis/apiregistration.k8s.io/v1/apiservices/{name}")
 
 
-def test_snapshot_exits_1_naming_what_it_could_not_read_after_committing_the_rest(
-    control_plane: ControlPlane,
-    namespace: str,
-    tmp_path: Path,
-    unavailable_api_service: str,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    create_config_maps(control_plane, namespace, "readable")
-    repo = tmp_path / "partial.git"
-    kubeconfig = str(control_plane.kubeconfig)
-    code = main(["snapshot", "--repo", str(repo), "--kubeconfig", kubeconfig])
-    err = capsys.readouterr().err
-    assert code == 1
-    assert f"not read: {unavailable_api_service}: discovery failed" in err
-    assert f"incomplete snapshot, not read: {unavailable_api_service}" in err
-    assert f"namespaces/{namespace}/configmaps/readable.yaml" in tree(repo)
-
-
 def test_run_survives_an_unavailable_aggregated_api(
     control_plane: ControlPlane, namespace: str, tmp_path: Path, unavailable_api_service: str
 ) -> None:

@@ -98,4 +98,5 @@ async def test_a_sync_keeps_the_files_of_failed_groups_and_names_what_it_could_n
     }
     assert "HTTP 503" in report.types_failed["gadgets.good.example"]
     assert api.count("/apis/good.example/v1/gadgets", watch=False) == 3  # retried, then given up
-    assert len(sleeps) == 2
+    assert api.count("/apis/html.example/v1", watch=False) == 3  # discovery asked again too
+    assert len(sleeps) == 4
