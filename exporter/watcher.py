@@ -170,7 +170,8 @@ class TypeWatcher:
         """Watch from ``resource_version``; ``""`` lists first (for ``reason``). ``failed`` is
         the error of a list the caller already tried: wait as it demands before the next."""
         self.resource_version = resource_version
-        if resource_version:
+        if resource_version:  # the caller has just listed the type
+            self.status.last_activity = self._clock()
             self._mark_synced()
         failures = 0
         gone_in_a_row = 0
@@ -240,7 +241,6 @@ class TypeWatcher:
 
     def _mark_synced(self) -> None:
         self.status.synced_once = True
-        self.status.last_activity = self._clock()
         self._mark(TypeState.SYNCED)
 
     async def _relist(self, reason: RelistReason, *, quiet: bool) -> None:
