@@ -354,6 +354,8 @@ _POSITIVE = frozenset(
         "cluster.page_size",
         "cluster.request_timeout",
         "cluster.watch_timeout_seconds",
+        "cluster.watch_idle_timeout",
+        "cluster.retry_after_max",
         "git.remote.operation_timeout",
         "git.remote.ssh.connect_timeout",
         "git.remote.https.low_speed_time",
@@ -369,7 +371,7 @@ _POSITIVE = frozenset(
     }
 )
 """Numbers that must be above zero (zero would mean no rate, no page limit, no wait...)."""
-_NOT_EMPTY = frozenset({"cluster.backoff"})
+_NOT_EMPTY = frozenset({"cluster.backoff", "cluster.forbidden_retry"})
 _HOST_NAME = re.compile(
     r"[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*"
 )
