@@ -115,7 +115,8 @@ class ClusterSettings:
     also the delays of a relist loop (410 Gone again and again)."""
     forbidden_retry: tuple[float, ...] = (10.0, 30.0, 60.0, 120.0, 300.0)
     """Delays between attempts at a type that RBAC denies (the last one repeats): a type
-    granted later is picked up within the last delay."""
+    granted later is picked up within the last delay. Also the delays between rediscoveries
+    of an API group whose discovery fails (an aggregated API that is down)."""
     retry_after_max: float = 300.0
     """The longest a 429's ``Retry-After`` is honoured (from 1 s; a missing, negative or
     absurd value waits the backoff step instead), stretched by up to 20% so throttled

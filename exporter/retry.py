@@ -36,7 +36,8 @@ class RetryPolicy:
     backoff: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
     """Delays after consecutive failures (the last one repeats)."""
     forbidden: tuple[float, ...] = (10.0, 30.0, 60.0, 120.0, 300.0)
-    """Delays after consecutive 403s: a denied type is asked again now and then."""
+    """Delays after consecutive 403s (a denied type is asked again now and then), and between
+    rediscoveries of an API group whose discovery fails."""
     jitter: float = 0.2
     """Each delay is stretched or shrunk by up to this fraction (429: only stretched)."""
     retry_after_min: float = 1.0
@@ -64,10 +65,12 @@ class RetryPolicy:
         schedule = self.forbidden if isinstance(error, Forbidden) else self.backoff
         return self._jittered(_step(schedule, failures, 1.0), rng)
 
-    def step(self, failures: int, rng: random.Random) -> float:
+    def step(self, failures: int, rng: random.Random, *, slow: bool = False) -> float:
         """The backoff step after ``failures`` in a row of something that is not an error
-        response (discovery of a group failing, a watch the server ends at once)."""
-        return self._jittered(_step(self.backoff, failures, 1.0), rng)
+        response (a watch the server ends at once); ``slow``: the ``forbidden`` schedule, for
+        what only a person fixes (an API service whose discovery keeps failing)."""
+        schedule = self.forbidden if slow else self.backoff
+        return self._jittered(_step(schedule, failures, 1.0), rng)
 
     def _jittered(self, base: float, rng: random.Random) -> float:
         return base * (1 + rng.uniform(-self.jitter, self.jitter))

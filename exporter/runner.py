@@ -581,7 +581,7 @@ class Exporter:
         failures = 0
         while True:
             if failures or self._failed_groups:
-                delay = self._retry.step(max(failures, 1), rng)
+                delay = self._retry.step(max(failures, 1), rng, slow=True)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._rediscover.wait()
