@@ -7,6 +7,7 @@ The exporter runs as the restricted identity where a fault must hit it alone (AP
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -288,3 +289,33 @@ def test_a_half_open_connection_is_noticed_within_two_minutes(
     finally:
         exporter.stop()
         proxy.close()
+
+
+def test_each_type_is_watched_as_soon_as_its_own_list_is_done(
+    control_plane: ControlPlane, tmp_path: Path, restricted_reads_everything: Path
+) -> None:
+    """Not after the whole sync: the first types' watches start while others are listed."""
+    started = time.time()
+    exporter = ExporterProcess(tmp_path, restricted_reads_everything).start()
+    exporter.stop()
+    lists: list[str] = []
+    watches: list[str] = []
+    for line in control_plane.audit_log.read_text().splitlines():
+        event = json.loads(line)
+        if event["user"]["username"] != control_plane.restricted_user:
+            continue
+        received = event["requestReceivedTimestamp"]
+        if received < _rfc3339(started):
+            continue
+        # A streaming request is logged when its response starts, any other when complete.
+        if event["verb"] == "watch" and event["stage"] == "ResponseStarted":
+            initial = "sendInitialEvents=true" in event["requestURI"]
+            (lists if initial else watches).append(received)
+        elif event["verb"] == "list" and event["stage"] == "ResponseComplete":
+            lists.append(received)
+    assert len(lists) > 10
+    assert min(watches) < max(lists), "the first watch waited for the last list"
+
+
+def _rfc3339(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment))
