@@ -199,7 +199,7 @@ class FullSync:
                 break
             # An aggregated API may be briefly away: ask again before calling it failed.
             delay = self._retry.step(attempt, self._rng)
-            log.info("sync.retrying", what=discovery.failed_groups, retry_in=round(delay, 1))
+            log.debug("sync.retrying", what=discovery.failed_groups, retry_in=round(delay, 1))
             await self._sleep(delay)
             discovery = await self._retrying("discovery", self._cluster.discover)
         report.failed_groups = discovery.failed_groups
@@ -261,7 +261,7 @@ class FullSync:
                 if attempt == self._attempts:
                     raise
                 delay = self._retry.delay(error, attempt, self._rng)
-                log.info("sync.retrying", what=what, error=str(error), retry_in=round(delay, 1))
+                log.debug("sync.retrying", what=what, error=str(error), retry_in=round(delay, 1))
                 await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
