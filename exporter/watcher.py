@@ -159,6 +159,8 @@ class TypeWatcher:
         self._clock = clock
         self.resource_version = ""
         self.status = TypeStatus()
+        self._received = 0
+        """Events and bookmarks of the current (or last) watch request."""
 
     async def run(
         self,
@@ -185,11 +187,10 @@ class TypeWatcher:
                 error = None
             try:
                 if not self.resource_version:
-                    await self._relist(reason, quiet=gone_in_a_row >= _RELIST_LOOP)
+                    await self._relist(reason)
                 started = self._clock()
-                received = await self._watch_once(settled=gone_in_a_row < _RELIST_LOOP)
-                if received:
-                    gone_in_a_row = 0
+                received = await self._watch_once()
+                gone_in_a_row = 0  # the watch ran its course: whatever came before was no loop
                 quick_and_empty = received == 0 and self._clock() - started < 1.0
                 failures = failures + 1 if quick_and_empty else 0
                 if failures:
@@ -198,7 +199,8 @@ class TypeWatcher:
                 self.stats.restarts += 1
             except Gone as gone:
                 self.stats.gone += 1
-                gone_in_a_row += 1
+                # A 410 on a watch that brought nothing since the last relist repeats it.
+                gone_in_a_row = 1 if self._received else gone_in_a_row + 1
                 self.resource_version = ""
                 reason = RelistReason.GONE
                 if gone_in_a_row < _RELIST_LOOP:
@@ -243,7 +245,7 @@ class TypeWatcher:
         self.status.synced_once = True
         self._mark(TypeState.SYNCED)
 
-    async def _relist(self, reason: RelistReason, *, quiet: bool) -> None:
+    async def _relist(self, reason: RelistReason) -> None:
         """Stream a fresh list of the type as pages; its resourceVersion is where to watch."""
         self.stats.relists[reason] += 1
         version = ""
@@ -254,26 +256,21 @@ class TypeWatcher:
             version = page.resource_version or ("" if page.restart else version)
         await self._emit(RelistDone(self.resource))
         self.resource_version = version
-        self.status.synced_once = True
         self.status.last_activity = self._clock()
-        if not quiet:
-            self._mark(TypeState.SYNCED)
+        self._mark_synced()
         log.info("watch.relisted", type=self.resource.name, reason=reason.value)
 
-    async def _watch_once(self, *, settled: bool) -> int:
+    async def _watch_once(self) -> int:
         """One watch request; returns how many events and bookmarks it brought."""
         timeout = int(self._policy.timeout_seconds * (1 + self._rng.random()))
-        received = 0
+        self._received = 0
         async with self._cluster.watch(
             self.resource, resource_version=self.resource_version, timeout_seconds=timeout
         ) as events:
-            if settled:
-                self._mark_synced()
+            self._mark_synced()
             async for event in events:
-                received += 1
+                self._received += 1
                 self.status.last_activity = self._clock()
-                if self.status.state is not TypeState.SYNCED:
-                    self._mark_synced()
                 version = event.resource_version
                 if event.type != "BOOKMARK":
                     self.stats.events += 1
@@ -282,4 +279,4 @@ class TypeWatcher:
                     )
                 if version:
                     self.resource_version = version
-        return received
+        return self._received

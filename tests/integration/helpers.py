@@ -198,6 +198,8 @@ class ExporterProcess:
         )
         self.log = tmp_path / f"run-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.last_readyz = ""
+        """The body of the last ``/readyz`` answer :meth:`ready` saw (why not ready)."""
 
     def start(self, *, wait_ready: bool = True) -> ExporterProcess:
         argv = [
@@ -210,10 +212,17 @@ class ExporterProcess:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=os.environ.copy())
         if wait_ready:
-            eventually("the exporter to be ready", self.ready, within=120)
+            self.wait_ready()
         else:
             eventually("the exporter to serve /healthz", lambda: self.http("/healthz")[0] == 200)
         return self
+
+    def wait_ready(self, within: float = 120) -> None:
+        """Wait until ``/readyz`` answers 200; the failure names its last reason."""
+        try:
+            eventually("the exporter to be ready", self.ready, within=within)
+        except pytest.fail.Exception:
+            pytest.fail(f"not ready after {within:.0f}s: {self.last_readyz.strip()}")
 
     def http(self, path: str) -> tuple[int, str]:
         try:
@@ -230,7 +239,8 @@ class ExporterProcess:
             pytest.fail(
                 f"exporter exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}"
             )
-        return self.http("/readyz")[0] == 200
+        status, self.last_readyz = self.http("/readyz")
+        return status == 200
 
     def metric(self, name: str, **labels: str) -> float:
         """The first sample of ``name`` that carries all of ``labels`` (0 when none)."""

@@ -132,7 +132,7 @@ def test_a_first_list_throttled_by_apf_is_retried_until_the_type_is_followed(
             assert exporter.metric("kube2git_types", state="retrying") >= 1
             assert exporter.metric("kube2git_api_throttled_total") >= 1
             create_config_maps(control_plane, namespace, "made-while-throttled")
-        eventually("the exporter to be ready", exporter.ready, within=120)
+        exporter.wait_ready()
         assert exporter.metric("kube2git_relists_total", reason="failed-list") >= 1
         assert exporter.metric("kube2git_type_state", resource="configmaps", state="synced") == 1
         converges_to_snapshot(exporter.repo, tmp_path, restricted_reads_everything)
@@ -249,8 +249,10 @@ def test_repeated_410_after_compaction_relists_and_converges(
                     lambda b=before: exporter.metric("kube2git_relists_total", reason="gone") > b,
                     within=120,
                 )
-                eventually("watches back", exporter.ready, within=120)
-        assert readiness.saw(503, "types retrying: ")  # while the API server was away
+                exporter.wait_ready()
+        assert readiness.saw(503, "types retrying: "), (
+            readiness.answers
+        )  # while the API server was away
         converges_to_snapshot(exporter.repo, tmp_path, control_plane.kubeconfig)
     finally:
         exporter.stop()
