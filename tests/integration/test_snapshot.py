@@ -220,7 +220,7 @@ def test_restricted_identity_without_secrets_completes_and_says_so(
         repo = tmp_path / "backup.git"
         code, out, err = snapshot(repo, control_plane.restricted_kubeconfig, capsys)
         assert code == 0, err  # a type RBAC denies is not a failure, only named
-        assert "denied by RBAC, not read: secrets" in err
+        assert "not read: secrets: forbidden" in err
         assert "1 types denied by RBAC" in out
         assert "types not read" not in out
         assert f"namespaces/{namespace}/configmaps/visible.yaml" in files(repo)
