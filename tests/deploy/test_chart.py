@@ -24,7 +24,7 @@ from urllib.parse import quote
 import pytest
 import yaml
 
-from exporter.config import Settings
+from exporter.config import Settings, load_settings
 from tests.cluster.control_plane import ControlPlane
 from tests.deploy.conftest import CHART, ROOT, Manifest, Render, by_kind, one
 from tests.integration.helpers import (
@@ -229,6 +229,12 @@ def test_sidecar_example_serves_the_repository_on_loopback_only(tmp_path: Path) 
     assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}]}]
     data = next(v for v in pod["spec"]["volumes"] if v["name"] == "data")
     assert "persistentVolumeClaim" in data, "with no remote, the volume is the only copy"
+    config_file = tmp_path / "sidecar-config.yaml"
+    config_map = next(d for d in documents if d["kind"] == "ConfigMap")
+    config_file.write_text(config_map["data"]["config.yaml"])
+    settings = load_settings(config_file)  # valid, and records no Secret
+    assert "secrets" in settings.cluster.skip_types
+    assert settings.git.remote.url == ""
     daemon = next(c for c in pod["spec"]["containers"] if c["name"] == "git-daemon")
     assert "ports" not in daemon
     assert not any(m.get("readOnly") is not True for m in daemon["volumeMounts"])
