@@ -8,8 +8,10 @@ Stages run in order, objects within a stage concurrently under the client's rate
 CRDs (until served), Namespaces, cluster-scoped prerequisites (PriorityClasses, StorageClasses,
 ClusterRoles, ...), LimitRanges and ResourceQuotas, ServiceAccounts, ConfigMaps, Secrets, RBAC
 (Roles and bindings), PersistentVolumeClaims, Services, workloads and other namespaced types,
-custom resources, and last admission webhooks and API services (which could otherwise reject
-the rest while their backends are not there yet).
+custom resources, objects with (non-controller) owners once their owners exist here (their
+owner references are rebound to the owners' uids in this cluster), and last admission webhooks
+and API services (which could otherwise reject the rest while their backends are not there
+yet).
 
 Not restored, and reported by name: Secrets whose values the backup does not hold (redacted
 or fingerprinted; the :data:`SecretPreparer` seam is where encrypted values will be decrypted),
@@ -50,6 +52,7 @@ from exporter.gitstore.message import load_yaml
 from exporter.layout import ObjectKey, split_api_version
 from exporter.retry import RetryPolicy
 from exporter.scope import Scope
+from exporter.serializer import dump_bytes
 from exporter.sops.sealer import open_secret
 from exporter.sync import Normalizer
 from filters import HpaIndex, Pipeline, Skip
@@ -86,7 +89,8 @@ class Stage(enum.IntEnum):
     SERVICES = 9
     WORKLOADS = 10
     CUSTOM_RESOURCES = 11
-    ADMISSION = 12
+    OWNED = 12
+    ADMISSION = 13
 
     @property
     def label(self) -> str:
@@ -320,6 +324,8 @@ class Restorer:
             checked = self._not_restorable(item)
             if isinstance(checked, str):
                 report.results.append(ObjectResult(item.key, Outcome.SKIPPED, checked))
+            elif (checked.body.get("metadata") or {}).get("ownerReferences"):
+                stages[Stage.OWNED].append(checked)
             else:
                 stages[stage_of(item.key, custom)].append(checked)
         await self._discover()
@@ -368,13 +374,14 @@ class Restorer:
             key.namespace, key.name, version=split_api_version(api_version)[1]
         )
         try:
+            wanted = await self._with_owners_of_this_cluster(item.body, key.namespace)
+            # Owner uids are this cluster's: compare with the backup's object as rebound.
+            expected = item.content if wanted is item.body else dump_bytes(wanted)
             current = await self._with_retries(lambda: self._cluster.get_object(path))
             before = self._normalized(resource, current)
-            if before == item.content:
+            if before == expected:
                 return ObjectResult(key, Outcome.UNCHANGED)
-            body = await self._with_owners_of_this_cluster(
-                _without_controller_fields(item.body), key.namespace
-            )
+            body = _without_controller_fields(wanted)
             applied = await self._with_retries(
                 lambda: self._cluster.apply(
                     path,

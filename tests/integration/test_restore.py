@@ -164,9 +164,14 @@ def build_workload(cluster: ControlPlane, ns: str, suffix: str) -> str:
         "metadata": {"name": "scratch"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
     })  # fmt: skip
-    _post(cluster, f"{api}/configmaps", {
+    settings = ok(cluster.request("POST", f"{api}/configmaps", {
         "metadata": {"name": "settings"},
         "data": {"colour": "blue", "nginx.conf": "server {\n  listen 80;\n}\n"},
+    }))  # fmt: skip
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": "settings",
+             "uid": settings["metadata"]["uid"]}  # fmt: skip
+    _post(cluster, f"{api}/configmaps", {
+        "metadata": {"name": "derived", "ownerReferences": [owner]}, "data": {"from": "settings"},
     })  # fmt: skip
     _post(cluster, f"{api}/configmaps", {
         "metadata": {"name": "blob"}, "binaryData": {"logo.png": base64.b64encode(b"\x89PNG").decode()},
@@ -288,6 +293,12 @@ def expected_exceptions(repo_a: Path) -> tuple[set[str], set[str]]:
         "namespaces/kube-system/configmaps/extension-apiserver-authentication.yaml",
         "namespaces/default/services/kubernetes.yaml",
     }
+    # Owner references name their owners by uid, which each cluster assigns anew.
+    differs |= {
+        path
+        for path in tree(repo_a)
+        if path not in only_a and (show(repo_a, path).get("metadata") or {}).get("ownerReferences")
+    }
     return only_a, differs
 
 
@@ -298,6 +309,13 @@ def test_restore_reports_what_it_cannot_restore_by_name(round_trip: RoundTrip) -
     fingerprints = "binaryData was kept as fingerprints in the backup"
     assert f"skipped {ours}/configmaps/blob.yaml: {fingerprints}" in out
     assert f"created {ours}/widgets.{round_trip.group}/large.yaml" in out
+    # The owner reference points at the owner in B, so B's garbage collector keeps the object.
+    configmaps = f"/api/v1/namespaces/{round_trip.namespace}/configmaps"
+    settings = ok(round_trip.b.request("GET", f"{configmaps}/settings"))
+    derived = ok(round_trip.b.request("GET", f"{configmaps}/derived"))
+    assert [o["uid"] for o in derived["metadata"]["ownerReferences"]] == [
+        settings["metadata"]["uid"]
+    ]
     assert " 0 failed" in out[-1]
 
 
@@ -305,6 +323,7 @@ def test_the_trees_are_identical_but_for_the_policy_exceptions(round_trip: Round
     a, b = tree(round_trip.repo_a), tree(round_trip.repo_b)
     only_a, differs = expected_exceptions(round_trip.repo_a)
     assert f"namespaces/{round_trip.namespace}/secrets/db-credentials.yaml" in only_a
+    assert f"namespaces/{round_trip.namespace}/configmaps/derived.yaml" in differs
     assert {p for p in a if p not in b} == only_a
     assert {p for p in b if p not in a} == set()
     assert {p for p in a if p in b and a[p] != b[p]} == differs
