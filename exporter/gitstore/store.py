@@ -35,6 +35,7 @@ from exporter.gitstore.errors import (
     RemoteUnreachable,
     RepositoryLocked,
 )
+from exporter.gitstore.history import write_commit_graph
 from exporter.gitstore.message import (
     ObjectChange,
     build_message,
@@ -591,6 +592,7 @@ class GitStore:
                 full = self._undeltified or packs >= self.settings.pack.max_packs
             if full:
                 repack(self.path)
+                write_commit_graph(self.path)  # kube2git log's speed on long histories
                 self._undeltified = False
                 for _, file in loose:  # git keeps unreachable loose objects: leftovers
                     file.unlink(missing_ok=True)

@@ -54,6 +54,8 @@ def repo(tmp_path: Path) -> Path:
                 Delete(ObjectKey("apps", "deployments", "shop", "web"), "Deployment"),
             ]
         )
+        store.pack(full=True)  # writes the commit-graph that git log's path filter uses
+    assert (path / "objects" / "info" / "commit-graph").is_file()
     return path
 
 
