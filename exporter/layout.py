@@ -57,7 +57,10 @@ class ObjectKey:
     @property
     def path(self) -> str:
         """The file's path in the repository (always ``/``-separated)."""
-        folder = f"{self.resource}.{self.group}" if self.group else self.resource
+        # Discovery names are DNS labels and subdomains (escaping leaves them as they are),
+        # but an aggregated API server may make up anything: it must stay one folder too.
+        resource = escape_name(self.resource).replace(".", "%2E")
+        folder = f"{resource}.{escape_name(self.group)}" if self.group else resource
         leaf = "/".join(_leaf_pieces(escape_name(self.name)))
         if self.namespace is None:
             return f"cluster/{folder}/{leaf}"
@@ -80,7 +83,7 @@ class ObjectKey:
             raise ValueError(f"not a kube2git object path: {path!r}")
         escaped = "".join(piece[:-1] for piece in continued) + last.removesuffix(_SUFFIX)
         resource, _, group = folder.partition(".")
-        return cls(group, resource, namespace, unescape_name(escaped))
+        return cls(unescape_name(group), unescape_name(resource), namespace, unescape_name(escaped))
 
     def __str__(self) -> str:
         return self.path

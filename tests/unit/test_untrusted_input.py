@@ -124,17 +124,24 @@ def test_the_longest_valid_name_is_written_in_file_name_limits(
 
 @settings(max_examples=300, deadline=None)
 @given(
-    name=st.text(min_size=1, max_size=700).filter(lambda n: n not in (".", "..")),
-    namespace=st.none() | st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True),
+    group=st.sampled_from(["", "apps", "example.com"]) | st.text(max_size=10),
+    resource=st.sampled_from(["configmaps", "widgets"]) | st.text(min_size=1, max_size=10),
+    name=st.text(min_size=1, max_size=700),
+    namespace=st.none()
+    | st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True)
+    | st.text(min_size=1, max_size=20),
 )
-def test_every_name_has_a_reversible_path_within_file_name_limits(
-    name: str, namespace: str | None
+def test_every_key_has_a_reversible_path_within_file_name_limits(
+    group: str, resource: str, name: str, namespace: str | None
 ) -> None:
-    """Live capture and ``normalize --out`` share this encoding; it must invert exactly."""
-    key = ObjectKey("example.com", "widgets", namespace, name)
+    """Live capture and ``normalize --out`` share this encoding; it must invert exactly, and
+    stay inside the layout even for what an aggregated API server might make up."""
+    key = ObjectKey(group, resource, namespace, name)
     parts = key.path.split("/")
     assert all(0 < len(part.encode()) <= NAME_MAX for part in parts)
     assert not {".", ".."} & set(parts)
+    assert parts[0] in ("cluster", "namespaces")
+    assert len(parts) - (parts[0] == "namespaces") - sum(p.endswith("%") for p in parts) == 3
     assert ObjectKey.from_path(key.path) == key
 
 
