@@ -16,8 +16,11 @@ import pytest
 from tests.cluster.control_plane import ControlPlane
 from tests.integration.helpers import (
     ExporterProcess,
+    FreezableProxy,
     commits,
+    create_config_maps,
     eventually,
+    kubeconfig_via,
     kubectl,
     ok,
     show,
@@ -117,3 +120,40 @@ def test_the_initial_capture_is_authored_by_kube2git_after_a_gap(
     finally:
         if process.proc is not None and process.proc.poll() is None:
             process.kill()
+
+
+def test_what_a_relist_finds_is_authored_by_kube2git_after_a_gap(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """A change made while the watch was cut off, found by the relist that a 410 forces."""
+    host, _, port = control_plane.server.removeprefix("https://").rpartition(":")
+    proxy = FreezableProxy((host, int(port)))
+    kubeconfig = kubeconfig_via(proxy, control_plane.kubeconfig, tmp_path / "proxied.kubeconfig")
+    exporter = ExporterProcess(tmp_path, kubeconfig, watch_timeout=10)
+    text = exporter.config.read_text()  # a silent watch is renewed within 15 s
+    grace = "  watch_timeout_seconds: 10\n  watch_idle_timeout: 15\n"
+    exporter.config.write_text(text.replace("  watch_timeout_seconds: 10\n", grace))
+    exporter.start()
+    try:
+        before = exporter.metric("kube2git_relists_total", reason="gone")
+        create_config_maps(control_plane, namespace, "before")
+        path = f"namespaces/{namespace}/configmaps/before.yaml"
+        eventually("the first ConfigMap", lambda: path in tree(exporter.repo))
+        assert proxy.freeze() > 0  # the watches go silent
+        create_config_maps(control_plane, namespace, "during")
+        control_plane.compact_etcd()
+        control_plane.restart_apiserver()  # the watch resumes from a compacted version: 410
+        during = f"namespaces/{namespace}/configmaps/during.yaml"
+        eventually(
+            "a relist after 410",
+            lambda: exporter.metric("kube2git_relists_total", reason="gone") > before,
+            within=150,
+        )
+        eventually("the ConfigMap the relist found", lambda: during in tree(exporter.repo))
+        (found,) = commits(exporter.repo, during)
+        assert found["author"] == "kube2git <kube2git@kube2git.invalid>"
+        assert found["Observed-After-Gap"] == "relist"
+        assert (found["Attribution"], found["Change-Kind"]) == ("none", "unknown")
+    finally:
+        assert exporter.stop() == 0
+        proxy.close()
