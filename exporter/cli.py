@@ -296,25 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(restore)
     _add_point_flags(restore)
     _add_scope_flags(restore)
-    restore.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="server-side dry run (dryRun=All): print what would change, write nothing",
-    )
-    restore.add_argument(
-        "--force-conflicts",
-        action="store_true",
-        help="take over fields other managers own (default: report the conflict)",
-    )
-    restore.add_argument(
-        "--prune",
-        action="store_true",
-        help=(
+    for flag, text in (
+        ("--dry-run", "server-side dry run (dryRun=All): print what would change, write nothing"),
+        ("--force-conflicts", "take over fields other managers own (default: report them)"),
+        (
+            "--prune",
             "also delete objects of the scope that a snapshot would record and that are "
-            "absent at the point (listed first; asks on a terminal)"
+            "absent at the point (listed first; asks on a terminal)",
         ),
-    )
-    restore.add_argument("--yes", action="store_true", help="do not ask before pruning")
+        ("--yes", "do not ask before pruning"),
+    ):
+        restore.add_argument(flag, action="store_true", default=_env_switch(flag), help=text)
     restore.set_defaults(handler=_restore)
     return parser
 
@@ -337,21 +329,37 @@ def _add_point_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _env_switch(flag: str) -> bool:
+    """An on/off flag from its environment variable (``1``, ``true`` or ``yes``)."""
+    return (_env_default(flag) or "").strip().lower() in ("1", "true", "yes")
+
+
+def _env_list(flag: str) -> list[str]:
+    """A repeatable flag from its environment variable, comma-separated."""
+    return [item.strip() for item in (_env_default(flag) or "").split(",") if item.strip()]
+
+
 def _add_scope_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--namespace",
         "-n",
         action="append",
-        default=[],
+        default=_env_list("--namespace"),
         metavar="NS",
-        help="only objects in this namespace (glob; repeatable), and the Namespace itself",
+        help=(
+            "only objects in this namespace (glob; repeatable), and the Namespace itself; "
+            "env KUBE2GIT_NAMESPACE (comma-separated)"
+        ),
     )
     parser.add_argument(
         "--type",
         action="append",
-        default=[],
+        default=_env_list("--type"),
         metavar="PATTERN",
-        help="only this type: resource or resource.group as kubectl spells it (glob; repeatable)",
+        help=(
+            "only this type: resource or resource.group as kubectl spells it (glob; "
+            "repeatable); env KUBE2GIT_TYPE (comma-separated)"
+        ),
     )
 
 

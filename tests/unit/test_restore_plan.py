@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from exporter.cli import build_parser
 from exporter.layout import ObjectKey
 from exporter.restore import Stage, stage_of, values_not_in_backup
 from exporter.scope import Scope
@@ -66,3 +69,14 @@ def test_a_namespace_scope_keeps_the_namespace_itself_and_nothing_else_cluster_w
     assert not scope.selects_path("namespaces/lab/configmaps/settings.yaml")
     assert not scope.selects_path("cluster/clusterroles.rbac.authorization.k8s.io/x.yaml")
     assert not scope.selects_path("README.md")
+
+
+def test_restore_flags_have_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBE2GIT_NAMESPACE", "shop, lab")
+    monkeypatch.setenv("KUBE2GIT_TYPE", "configmaps")
+    monkeypatch.setenv("KUBE2GIT_DRY_RUN", "true")
+    monkeypatch.setenv("KUBE2GIT_PRUNE", "0")
+    args = build_parser().parse_args(["restore", "--type", "secrets"])
+    assert args.namespace == ["shop", "lab"]
+    assert args.type == ["configmaps", "secrets"]
+    assert (args.dry_run, args.prune, args.yes, args.force_conflicts) == (True, False, False, False)
