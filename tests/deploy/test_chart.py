@@ -693,17 +693,20 @@ def running(
     *,
     identity: str = "",
     test_crds: bool = False,
+    cluster: dict[str, Any] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """``kube2git run`` as the ServiceAccount with the chart's config file, listening on
     ``port``; SIGTERM on exit, which must drain and exit 0.
 
     The CRDs that tests create after the render (``*.kube2git.test``) are not in the role:
-    left out unless ``test_crds``, as a ``helm upgrade`` would put them in.
+    left out unless ``test_crds``, as a ``helm upgrade`` would put them in. ``cluster``:
+    settings laid over the chart's ``cluster`` section.
     """
     config = yaml.safe_load(one(installed.manifests, "ConfigMap")["data"]["config.yaml"])
     config["run"]["listen"] = f"127.0.0.1:{port}"
     if identity:
         config["run"]["leader_election"]["identity"] = identity
+    config.setdefault("cluster", {}).update(cluster or {})
     if not test_crds:
         config.setdefault("filters", {}).setdefault("select", {})["exclude_types"] = [
             *Settings().filters.select.exclude_types,
@@ -985,12 +988,18 @@ def test_a_labelled_cluster_role_grants_a_crd_installed_later(ctx: Context, tmp_
 def test_run_reports_denied_types_and_keeps_going(ctx: Context, tmp_path: Path) -> None:
     """``kube2git run`` as the ServiceAccount without captureSecrets: a CRD it may not read,
     present at start and another created while it runs, are each reported (log, metric,
-    /readyz detail) while it stays ready and records everything else."""
+    /readyz detail) while it stays ready and records everything else; a ClusterRole
+    labelled for aggregation then grants one, and it is recorded with no restart."""
     installed = install_identity(ctx, tmp_path, values=[])
+    grant_name = f"kube2git-test-grant-{secrets.token_hex(3)}"
     try:
-        early, _ = _new_crd(ctx)
+        early, early_file = _new_crd(ctx)
         port = free_port()
-        with running(installed, tmp_path, port, test_crds=True) as (proc, log):
+        fast_retry = {"forbidden_retry": [2.0]}
+        with running(installed, tmp_path, port, test_crds=True, cluster=fast_retry) as (
+            proc,
+            log,
+        ):
             eventually("ready", lambda: _ready(proc, log, port), within=120)
             late, _ = _new_crd(ctx)
 
@@ -1024,7 +1033,33 @@ def test_run_reports_denied_types_and_keeps_going(ctx: Context, tmp_path: Path) 
                     in tree(tmp_path / "backup.git")
                 ),
             )
+            # Granted later, without a chart change or a restart.
+            group = early.split(".", 1)[1]
+            rule = {"apiGroups": [group], "resources": ["gizmos"], "verbs": ["list", "watch"]}
+            grant = {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {
+                    "name": grant_name,
+                    "labels": {"kube2git.io/aggregate-to-reader": "true"},
+                },
+                "rules": [rule],
+            }
+            status, body = apply(ctx.cluster, ctx.served, grant, dry_run=False)
+            assert status in (200, 201), body
+            wait_for_aggregation(ctx, installed, rule=rule)
+            eventually(
+                "the granted type's object on the branch",
+                lambda: early_file in tree(tmp_path / "backup.git"),
+                within=60,
+            )
+            metrics = _get_status(port, "/metrics")[1]
+            assert f'kube2git_type_denied{{resource="{early}"}}' not in metrics
+            assert f'kube2git_type_denied{{resource="{late}"}} 1.0' in metrics
     finally:
+        ctx.cluster.request(
+            "DELETE", f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{grant_name}"
+        )
         uninstall_identity(ctx, installed)
 
 
