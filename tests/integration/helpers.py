@@ -154,6 +154,7 @@ run:
   pacing:
     quiet_period: 0.5
     max_delay: 2.0
+    max_delay_under_load: 60.0
     push_interval: 1.0
   drain_timeout: 30
 cluster:
@@ -192,6 +193,8 @@ class ExporterProcess:
             )
             .replace("quiet_period: 0.5", f"quiet_period: {quiet_period}")
             .replace("max_delay: 2.0", f"max_delay: {max_delay}")
+            # the batch can stretch under load, never below the plain maximum delay
+            .replace("max_delay_under_load: 60.0", f"max_delay_under_load: {max(60, max_delay)}")
             .replace("\nrun:\n", "\nrun:\n" + run_config)
             .replace("\ncluster:\n", "\ncluster:\n" + cluster_config)
             + extra_config
