@@ -10,7 +10,8 @@ changes the relist left pending (none: nothing changed).
     python -m tests.cluster up --dir /tmp/k2g-bench
     python benchmarks/bench_relist.py --kubeconfig /tmp/k2g-bench/kubeconfig [--objects 20000]
 
-Each measurement runs in a fresh process, so the baseline is not skewed by the creation.
+The committed index is computed in a process of its own and the relist measured in a fresh
+one, so the baseline holds none of the initial list's memory.
 """
 
 from __future__ import annotations
@@ -77,24 +78,34 @@ async def _create(kubeconfig: str, count: int) -> None:
         await asyncio.gather(*(worker() for _ in range(16)))
 
 
-async def _measure(kubeconfig: str) -> dict[str, Any]:
+async def _index(kubeconfig: str) -> dict[str, str]:
+    """What the branch holds after the initial sync (path → blob id), written to ``target``:
+    computed in a process of its own, so the measuring one starts without that list's
+    memory."""
+    settings = Settings(cluster=ClusterSettings(kubeconfig=kubeconfig, qps=0))
+    hpa_index = HpaIndex()
+    normalize = Normalizer(
+        pipeline=make_pipeline(settings, hpa_index=hpa_index), hpa_index=hpa_index
+    )
+    committed: dict[str, str] = {}
+    async with await Cluster.connect(settings.cluster) as cluster:
+        objects, _ = await _list_all(cluster)
+        for obj in objects:
+            change = normalize(CONFIGMAPS, obj)
+            if not hasattr(change, "key"):
+                continue
+            committed[change.key.path] = GitStore.blob_id(change.content)  # type: ignore[union-attr]
+    return committed
+
+
+async def _measure(kubeconfig: str, committed: dict[str, str]) -> dict[str, Any]:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     settings = Settings(cluster=ClusterSettings(kubeconfig=kubeconfig, qps=0))
     hpa_index = HpaIndex()
     pipeline = make_pipeline(settings, hpa_index=hpa_index)
-    normalize = Normalizer(pipeline=pipeline, hpa_index=hpa_index)
     with tempfile.TemporaryDirectory() as scratch:
         store = GitStore(str(Path(scratch) / "repo.git"), settings=settings.git)
         async with await Cluster.connect(settings.cluster) as cluster:
-            # What the branch holds after the initial sync: path → blob id, nothing else.
-            committed: dict[str, str] = {}
-            objects, _ = await _list_all(cluster)
-            for obj in objects:
-                change = normalize(CONFIGMAPS, obj)
-                if not hasattr(change, "key"):
-                    continue
-                committed[change.key.path] = store.blob_id(change.content)  # type: ignore[union-attr]
-            del objects
             exporter = Exporter(
                 settings,
                 cluster=cluster,
@@ -119,7 +130,7 @@ async def _measure(kubeconfig: str) -> dict[str, Any]:
             if "reason" in inspect.signature(relist).parameters:
                 from exporter.watcher import RelistReason  # noqa: PLC0415 - new with the change
 
-                await relist(RelistReason.GONE, quiet=False)  # type: ignore[call-arg]
+                await relist(RelistReason.GONE)  # type: ignore[call-arg]
             else:  # the code before streaming relists
                 await relist()  # type: ignore[call-arg]
             peak = _kib("VmHWM")
@@ -151,19 +162,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--objects", type=int, default=20000)
-    parser.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--index", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--step", choices=["index", "measure"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.measure_only:
-        print(json.dumps(asyncio.run(_measure(args.kubeconfig))))
+    if args.step == "index":
+        args.index.write_text(json.dumps(asyncio.run(_index(args.kubeconfig))))
+        return
+    if args.step == "measure":
+        committed = json.loads(args.index.read_text())
+        print(json.dumps(asyncio.run(_measure(args.kubeconfig, committed))))
         return
     asyncio.run(_create(args.kubeconfig, args.objects))
-    measured = subprocess.run(
-        [sys.executable, __file__, "--kubeconfig", args.kubeconfig, "--measure-only"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    print(measured.stdout.strip())
+    with tempfile.TemporaryDirectory() as scratch:
+        index = Path(scratch) / "index.json"
+        for step in ("index", "measure"):
+            done = subprocess.run(
+                [sys.executable, __file__, "--kubeconfig", args.kubeconfig,
+                 "--index", str(index), "--step", step],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+        print(done.stdout.strip())
 
 
 if __name__ == "__main__":
