@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter import untrusted
 from exporter.cli import main
 from exporter.layout import NAME_MAX, ObjectKey
 
@@ -239,3 +240,14 @@ def test_aliases_within_the_budget_are_read(
     assert "data:\n  k: v\n" in first
     assert "team: x" in second
     assert "binaryData:\n  k: sha256:" in second
+
+
+def test_an_input_over_the_size_limit_is_refused_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limit is 1 GiB; lowered here so that the test does not need such a file."""
+    monkeypatch.setattr(untrusted, "MAX_INPUT_BYTES", 1 << 20)
+    source = tmp_path / "in.yaml"
+    source.write_text(json.dumps(_object()) + " " * (1 << 20))
+    code, err = _run(["normalize", str(source)], capsys)
+    assert (code, err) == (2, f"kube2git: error: {source}: larger than 1 MiB\n")
