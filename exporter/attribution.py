@@ -31,6 +31,7 @@ __all__ = [
     "ChangeKind",
     "Gap",
     "identify",
+    "one_line",
 ]
 
 
@@ -192,20 +193,20 @@ def identify(
     if gap is not None:
         name, email = exporter
         return Actor(name, email, Attribution.NONE, gap=gap, managers=managers)
-    if user is not None:
+    if user is not None and _signable(user.username):
         email = f"{_local_part(user.username)}@{settings.user_email_domain}"
         return Actor(
-            user.username,
+            one_line(user.username),
             email,
             Attribution.AUDIT,
             time=user.time or None,
             user=user,
             managers=managers,
         )
-    if manager is not None:
+    if manager is not None and _signable(manager.manager):
         email = f"{_local_part(manager.manager)}@{manager_email_domain}"
         return Actor(
-            manager.manager,
+            one_line(manager.manager),
             email,
             Attribution.FIELD_MANAGER,
             time=manager.time or None,
@@ -216,4 +217,29 @@ def identify(
 
 def _local_part(name: str) -> str:
     """A name as an e-mail local part: characters git would refuse or mangle become ``-``."""
-    return re.sub(r"[\s<>@,;\"]", "-", name) or "unknown"
+    local = "".join(ch if ch.isprintable() else "-" for ch in name)
+    return re.sub(r"[\s<>@,;\"]", "-", local) or "unknown"
+
+
+_ESCAPED = frozenset("<>")
+"""Printable characters a one-line name still escapes: git refuses them in a name."""
+_GIT_TRIMS = " \t.,:;<>\"\\'"
+"""Characters git trims from both ends of a name (a name of only these becomes empty)."""
+
+
+def one_line(text: str) -> str:
+    """A name from the cluster or the authenticator (a user, a field manager) made safe for a
+    commit's author or a message line: a newline, control or separator character (and ``<``,
+    ``>``) becomes a visible ``\\xNN``/``\\uNNNN`` escape, so no name can add a header, a
+    body line or a trailer, or make git refuse the commit."""
+    return "".join(_escape(ch) if ch in _ESCAPED or not ch.isprintable() else ch for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _signable(name: str) -> bool:
+    """Whether git keeps anything of ``name`` as an author (else the next source is used)."""
+    return bool(one_line(name).strip(_GIT_TRIMS))

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import jsonpatch
 import yaml
 
-from exporter.attribution import Actor, ChangeKind
+from exporter.attribution import Actor, ChangeKind, one_line
 from exporter.layout import ObjectKey
 from exporter.messages import AuditUser, FieldManager, Gap
 from exporter.sops import FINGERPRINT_ANNOTATION, METADATA_KEY
@@ -288,7 +288,7 @@ def build_message(
     for change in ordered[:max_objects]:
         line = f"{change.action} {change.kind} {_where(change.key)}"
         if change.manager is not None:
-            line += f" by {change.manager.manager}"
+            line += f" by {one_line(change.manager.manager)}"
         if change.resource_version:
             line += f" (resourceVersion {change.resource_version})"
         lines.append(line)
@@ -312,8 +312,8 @@ def build_message(
         f"Change-Kind: {change_kind.value}",
     ]
     if actor.user is not None and actor.user.impersonated_by:
-        trailers.append(f"Impersonated-By: {actor.user.impersonated_by}")
-    trailers += [f"Field-Manager: {name}" for name in ranked]
+        trailers.append(f"Impersonated-By: {one_line(actor.user.impersonated_by)}")
+    trailers += [f"Field-Manager: {one_line(name)}" for name in ranked]
     versions = [c.resource_version for c in ordered if c.resource_version]
     if versions:
         trailers.append(f"Resource-Version: {max(versions, key=_rv_order)}")

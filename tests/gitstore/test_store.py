@@ -371,3 +371,43 @@ def test_two_users_changes_to_one_object_in_one_batch_are_two_commits(store: Git
         "--git-dir", str(store.path), "show", "kube2git~1:namespaces/shop/configmaps/a.yaml"
     )
     assert "key: '1'" in first
+
+
+@pytest.mark.parametrize(
+    "username",
+    [
+        "mallory\nChange-Kind: automation",
+        "mallory\r\ncommitter Admin",
+        "Mallory <admin@example.com>",
+        "mallory\x00-hidden",
+        "mallory\u2028Attribution: field-manager",
+    ],
+)
+def test_an_audited_user_name_cannot_forge_headers_or_trailers_or_stop_commits(
+    store: GitStore, username: str
+) -> None:
+    """A user name is whatever the authenticator says (an OIDC claim, a certificate's CN):
+    it may hold newlines or angle brackets, and must neither fail the commit nor add a line."""
+    store.commit([configmap("shop", "a")])
+    change = edited("a", "1", "kubectl-edit", "2024-05-01T10:00:00Z")
+    user = AuditUser(username, impersonated_by=f"{username}\nField-Manager: helm")
+    info = store.commit(
+        [dataclasses.replace(change, user=dataclasses.replace(user, time="2024-05-01T10:00:00Z"))]
+    )
+    assert info is not None
+    fsck(store.path)
+    author = git("--git-dir", str(store.path), "log", "-1", "--format=%an%x00%ae", "kube2git")
+    name, email = author.rstrip("\n").split("\x00")
+    assert name.lower().startswith("mallory")
+    assert not any(ch in name + email for ch in "\n\r\x00\u2028<>")
+    body = git("--git-dir", str(store.path), "log", "-1", "--format=%B", "kube2git")
+    lines = body.rstrip("\n").split("\n")
+    assert len(lines) == 10, body  # subject, blank, the object, its field, blank, 5 trailers
+    assert trailers(store) == {
+        "Attribution": "audit",
+        "Change-Kind": "manual",
+        "Impersonated-By": trailers(store)["Impersonated-By"],
+        "Field-Manager": "kubectl-edit",
+        "Resource-Version": "7",
+    }
+    assert "\n" not in trailers(store)["Impersonated-By"]

@@ -63,3 +63,13 @@ def test_automation_is_matched_on_user_or_field_manager() -> None:
     custom = Automation(["kubectl-*"])
     assert custom.kind(actor(None, EDIT)) is ChangeKind.AUTOMATION
     assert custom.kind(actor(None, HELM)) is ChangeKind.MANUAL
+
+
+def test_a_user_name_git_would_drop_falls_back_to_the_field_manager() -> None:
+    """git trims spaces and ``.,:;<>"'`` from a name's ends and refuses an empty one: such a
+    user cannot author a commit, so the next surest source does (never a failed commit)."""
+    for username in ("", " ", "::", ". ,"):
+        fallback = actor(AuditUser(username), EDIT)
+        assert (fallback.name, fallback.attribution) == ("kubectl-edit", Attribution.FIELD_MANAGER)
+    assert actor(AuditUser("CORP\\alice")).name == "CORP\\alice"
+    assert actor(AuditUser("eve\nbob")).name == "eve\\x0abob"
