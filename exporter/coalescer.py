@@ -142,6 +142,16 @@ class Coalescer:
             return True
         return self.committed.get(change.key.path) != self._blob_id(change.content)
 
+    def is_pending(self, key: ObjectKey) -> bool:
+        return key in self._pending
+
+    def reload(self, committed: Mapping[str, str]) -> set[str]:
+        """Replace the committed view (the branch moved under us); returns the paths whose
+        blob differs between the old view and the new one."""
+        old, new = self.committed, dict(committed)
+        self.committed = new
+        return {path for path in old.keys() | new.keys() if old.get(path) != new.get(path)}
+
     def is_tracked(self, key: ObjectKey) -> bool:
         """Whether the object has a file on the branch or a pending change."""
         return (

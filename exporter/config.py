@@ -142,6 +142,12 @@ class PacingSettings:
     square of the rate's share of this, so ordinary change keeps commits within seconds."""
     push_interval: float = 10.0
     """At most one push per this many seconds (pushes carry every commit made meanwhile)."""
+    push_backoff_max: float = 300.0
+    """After failed pushes, the next attempt waits the push interval doubled per consecutive
+    failure, up to this many seconds (the commits wait on disk meanwhile)."""
+    push_unready_after: float = 300.0
+    """Seconds of consecutive push failures after which ``/readyz`` reports not ready and
+    names the reason."""
     pack_interval: float = 3600.0
     """Seconds between packings of loose objects (a large commit packs at once)."""
 
@@ -161,7 +167,10 @@ class LeaderElectionSettings:
     lease_duration: float = 15.0
     """Seconds a leader's last renewal keeps others off: the longest hand-over time."""
     renew_deadline: float = 10.0
-    """Seconds the leader keeps trying to renew before it gives up and exits."""
+    """Seconds the leader keeps trying to renew before it gives up, stops writing at once and
+    exits; each attempt is bounded by what is left of it. Keep it below ``lease_duration``:
+    the difference is the margin between the old leader's last write and a new leader's
+    first."""
     retry_period: float = 2.0
     """Seconds between renewals (and between attempts of a waiting replica)."""
 

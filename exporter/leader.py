@@ -3,8 +3,9 @@
 The leader renews the Lease every ``retry_period``; a replica may take it over once the
 holder's last renewal is older than ``lease_duration``. Writes use the Lease's
 resourceVersion, so two replicas racing for it cannot both win. A leader that cannot renew
-within ``renew_deadline`` raises :class:`LeadershipLost`, which stops the process: two
-writers are worse than a restart.
+within ``renew_deadline`` (each attempt is bounded by what is left of it) stops writing at
+once (:meth:`LeaderElector.holds` fences every commit and push) and raises
+:class:`LeadershipLost`, which stops the process: two writers are worse than a restart.
 """
 
 from __future__ import annotations
@@ -73,20 +74,33 @@ class LeaderElector:
         self.identity = settings.identity or f"{socket.gethostname()}-{os.getpid()}"
         self._path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{settings.name}"
         self._collection = self._path.rsplit("/", 1)[0]
-        self.is_leader = False
+        self._valid_until = -float("inf")
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this replica may write now: its last successful renewal started less than
+        ``renew_deadline`` ago. Others take over no earlier than ``lease_duration`` after
+        they saw that renewal, so a write this allows never overlaps a new leader's."""
+        return self._monotonic() < self._valid_until
+
+    def holds(self) -> bool:
+        """:attr:`is_leader` as a callable: the git store's fence."""
+        return self.is_leader
 
     async def acquire(self, stop: asyncio.Event) -> bool:
         """Wait until this replica holds the Lease (True) or ``stop`` is set (False)."""
         log.info("leader.waiting", identity=self.identity, lease=self._path)
         while not stop.is_set():
+            started = self._monotonic()
             try:
-                acquired = await self._try_acquire_or_renew()
-            except ClusterError as error:
-                log.warning("leader.acquire_failed", error=str(error))
+                async with asyncio.timeout(self._settings.renew_deadline):
+                    acquired = await self._try_acquire_or_renew()
+            except (ClusterError, TimeoutError) as error:
+                log.warning("leader.acquire_failed", error=str(error) or "timed out")
                 acquired = False
             if acquired:
-                self.is_leader = True
-                log.info("leader.acquired", identity=self.identity)
+                self._valid_until = started + self._settings.renew_deadline
+                log.info("leader.acquired", identity=self.identity, lease=self._path)
                 return True
             try:
                 async with asyncio.timeout(self._settings.retry_period):
@@ -96,21 +110,32 @@ class LeaderElector:
         return False
 
     async def hold(self) -> None:
-        """Renew until cancelled; raise :class:`LeadershipLost` when renewal fails too long."""
-        last_renewal = self._monotonic()
+        """Renew until cancelled; raise :class:`LeadershipLost` once no renewal succeeded
+        within ``renew_deadline``.
+
+        Like client-go, every attempt is bounded by what is left of the renew deadline, so a
+        request that hangs (an API server that stopped answering, a half-open connection)
+        cannot keep this replica believing it leads; :attr:`is_leader` turns false at the
+        deadline even while an attempt is still in flight.
+        """
         while True:
             await self._sleep(self._settings.retry_period)
-            try:
-                renewed = await self._try_acquire_or_renew()
-            except ClusterError as error:
-                log.warning("leader.renew_failed", error=str(error))
-                renewed = False
-            now = self._monotonic()
+            started = self._monotonic()
+            left = self._valid_until - started
+            renewed = False
+            if left > 0:
+                try:
+                    async with asyncio.timeout(left):
+                        renewed = await self._try_acquire_or_renew()
+                except TimeoutError:
+                    log.warning("leader.renew_timed_out", seconds=round(left, 2))
+                except ClusterError as error:
+                    log.warning("leader.renew_failed", error=str(error))
             if renewed:
-                last_renewal = now
-            elif now - last_renewal > self._settings.renew_deadline:
-                self.is_leader = False
-                raise LeadershipLost(f"lost the lease {self._path} to another replica")
+                self._valid_until = started + self._settings.renew_deadline
+            elif not self.is_leader:
+                log.error("leader.lost", identity=self.identity, lease=self._path)
+                raise LeadershipLost(f"could not renew the lease {self._path} in time")
 
     async def release(self) -> None:
         """Give the Lease up on a clean stop, so another replica takes over at once."""
@@ -126,7 +151,7 @@ class LeaderElector:
                 await self._cluster.call("PUT", self._path, body=lease)
         except ClusterError as error:
             log.warning("leader.release_failed", error=str(error))
-        self.is_leader = False
+        self._valid_until = -float("inf")
 
     async def _try_acquire_or_renew(self) -> bool:
         now = self._clock()

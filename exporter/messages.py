@@ -40,6 +40,9 @@ class Gap(enum.Enum):
     """What changed while kube2git was not watching (a restart, or a later snapshot)."""
     RELIST = "relist"
     """A watch lost its place (410 Gone) and the type was listed again."""
+    BRANCH_MOVED = "branch-moved"
+    """Someone else changed the branch (a push, a force-push): a file is brought back to the
+    cluster's state."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,8 @@ class Sampled:
     throttled: Callable[[], float]
     queue_depth: Callable[[], float]
     pending: Callable[[], float]
+    unpushed_commits: Callable[[], float]
+    seconds_since_push: Callable[[], float]
     denied_types: Callable[[], Iterable[str]] = tuple
     """Types RBAC does not let kube2git list or watch (``resource[.group]``)."""
     types: Callable[[], Iterable[TypeSample]] = field(default=lambda: ())
@@ -105,6 +107,17 @@ class _SampledCollector(Collector):
         for reason, count in sorted(s.relists().items()):
             relists.add_metric([reason], count)
         yield relists
+        yield GaugeMetricFamily(
+            "kube2git_unpushed_commits",
+            "Commits on the local branch that the remote does not have yet.",
+            value=s.unpushed_commits(),
+        )
+        yield GaugeMetricFamily(
+            "kube2git_seconds_since_last_push",
+            "Seconds since the last successful push (since the start before the first; 0 "
+            "without a remote).",
+            value=s.seconds_since_push(),
+        )
 
 
 class Metrics:
@@ -149,7 +162,24 @@ class Metrics:
         )
         self.commit_failures = Counter("kube2git_commit_failures", "Failed commits.", registry=r)
         self.pushes = Counter("kube2git_pushes", "Successful pushes.", registry=r)
-        self.push_failures = Counter("kube2git_push_failures", "Failed pushes.", registry=r)
+        self.push_failures = Counter(
+            "kube2git_push_failures",
+            "Failed pushes by reason: auth, credentials, host_key, rejected, timeout, "
+            "unreachable, not_leading, error.",
+            ["reason"],
+            registry=r,
+        )
+        self.leader = Gauge(
+            "kube2git_leader",
+            "1 while this replica holds the leader lease (always 1 without leader election).",
+            registry=r,
+        )
+        self.convergences = Counter(
+            "kube2git_branch_convergences",
+            "Times the branch moved onto commits kube2git did not write (a replay on a remote "
+            "that moved on, a force-push) and was re-diffed against the cluster.",
+            registry=r,
+        )
         self.latency = Histogram(
             "kube2git_change_to_commit_seconds",
             "Time from a change's arrival to its commit.",

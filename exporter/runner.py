@@ -18,8 +18,8 @@ import enum
 import random
 import time
 from collections import Counter
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
 
 import structlog
 
@@ -28,12 +28,20 @@ from exporter.auditwebhook import AuditWebhookServer, FactIndex
 from exporter.cluster import ApiResource, Cluster, ClusterError, TooManyRequests
 from exporter.coalescer import Coalescer, Pacer
 from exporter.config import Settings
-from exporter.gitstore import CommitInfo, GitStore, GitStoreError
+from exporter.converge import converge
+from exporter.gitstore import (
+    CommitInfo,
+    GitStore,
+    GitStoreError,
+    NotLeading,
+    RemoteUnreachable,
+)
 from exporter.health import HealthServer
 from exporter.layout import ObjectKey
 from exporter.leader import LeaderElector
 from exporter.messages import Change, Delete, Gap, capture_gap, observed_after_gap
 from exporter.metrics import Metrics, Sampled, TypeSample
+from exporter.pushing import REASONS, PushHealth
 from exporter.retry import RetryPolicy
 from exporter.sync import Dropped, FullSync, Listed, Normalizer, SyncReport
 from exporter.watcher import (
@@ -60,6 +68,7 @@ _DISCOVERY_TYPES = frozenset(
     }
 )
 _REDISCOVERY_DEBOUNCE = 1.0
+_T = TypeVar("_T")
 
 
 class _EndOfStream(enum.Enum):
@@ -117,6 +126,12 @@ class Exporter:
         self._committer_done = asyncio.Event()
         self._unpushed = asyncio.Event()
         self._rediscover = asyncio.Event()
+        self._push_health = PushHealth(started=time.monotonic())
+        for reason in REASONS:  # every reason exported from the start, at 0
+            self.metrics.push_failures.labels(reason)
+        self._unpushed_commits = 0
+        self._branch_moved = False
+        """A push moved the branch onto commits kube2git did not write: converge first."""
         self._synced = False
         self._task_group: asyncio.TaskGroup | None = None
         self.health: HealthServer | None = None
@@ -142,6 +157,12 @@ class Exporter:
                 throttled=lambda: self._watch_stats.throttled,
                 queue_depth=self._queue.qsize,
                 pending=lambda: len(self._coalescer) if self._coalescer else 0,
+                unpushed_commits=lambda: self._unpushed_commits,
+                seconds_since_push=lambda: (
+                    self._push_health.since_last_success(time.monotonic())
+                    if self._settings.git.remote.url
+                    else 0.0
+                ),
                 denied_types=self.denied_types,
                 types=self._type_samples,
                 relists=lambda: {r.value: n for r, n in self._watch_stats.relists.items()},
@@ -161,7 +182,8 @@ class Exporter:
         """Ready once every permitted type is synced and watched; denied types are named
         but do not count against it."""
         if self._elector is not None and not self._elector.is_leader:
-            return False, f"waiting for leadership ({self._elector.identity})"
+            # healthy, just not leading: a rollout of two replicas must finish
+            return True, f"standby, not leading ({self._elector.identity})"
         if not self._synced:
             denied_now = self.denied_types()
             return False, "initial sync in progress" + (
@@ -189,7 +211,11 @@ class Exporter:
             # Their types are unknown (not followed, files kept); not blocking: an aggregated
             # API that is down for good must not keep the backup of everything else unready.
             lines.append("discovery failed (retrying): " + _listing(list(self._failed_groups)))
-        return not (never or retrying), "\n".join(lines)
+        failing = self._push_health.failing_for(time.monotonic())
+        pushing = failing >= self._run.pacing.push_unready_after
+        if pushing:
+            lines.append(self._push_health.describe(failing))
+        return not (never or retrying or pushing), "\n".join(lines)
 
     def type_states(self) -> dict[str, TypeState]:
         """Every followed type's state (``resource[.group]`` → state)."""
@@ -220,9 +246,12 @@ class Exporter:
         if self._audit_server is not None:
             await self._audit_server.start()
         try:
-            if self._elector is not None and not await self._elector.acquire(self._stop):
-                return  # stopped while waiting: never led, nothing to drain
-            await self._supervise()
+            if self._elector is None:
+                self.metrics.leader.set(1)
+                await self._supervise()
+            elif await self._elector.acquire(self._stop):
+                await self._lead(self._elector)
+            # else: stopped while waiting, never led, nothing to drain
         finally:
             if self._elector is not None:
                 await self._elector.release()
@@ -231,22 +260,87 @@ class Exporter:
             if self.health is not None:
                 await self.health.stop()
 
-    async def _supervise(self) -> None:
-        if self._settings.git.remote.url:
+    async def _lead(self, elector: LeaderElector) -> None:
+        """Supervise while renewing the lease, from the moment it is won (a long initial sync
+        included); every commit and push is fenced on leadership being current."""
+        self._store.fence = elector.holds
+        self.metrics.leader.set(1)
+        try:
+            async with asyncio.TaskGroup() as group:
+                renewing = group.create_task(elector.hold(), name="leadership")
+                await self._supervise()
+                renewing.cancel()  # held through the drain: one writer until the end
+        finally:
+            self.metrics.leader.set(0)
+
+    async def _unless_stopped(self, work: Coroutine[Any, Any, _T]) -> _T | None:
+        """``work``'s result, or ``None`` when the stop event came first (``work`` is then
+        cancelled and awaited)."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        return task.result() if not task.cancelled() else None
+
+    async def _start_from_remote(self) -> None:
+        """Start from the remote's branch, so the first commit diffs against it.
+
+        A fresh pod (an empty repository) retries while the remote is briefly unreachable;
+        one that already has a branch tries once. Either way it then goes on from what it
+        has: a later push replays on the remote and converges.
+        """
+        remote = self._settings.git.remote
+        if not remote.url:
+            return
+        fresh = await asyncio.to_thread(self._store.head) is None
+        delays = list(remote.retry_delays) if fresh else []
+        while True:
             try:
                 await asyncio.to_thread(self._store.catch_up)
-            except GitStoreError as error:  # the remote may be down: start from what we have
-                log.warning("remote.catch_up_failed", error=str(error))
+            except RemoteUnreachable as error:
+                if not delays:
+                    log.warning("remote.catch_up_failed", error=str(error), fresh=fresh)
+                    return
+                delay = delays.pop(0)
+                log.warning("remote.catch_up_retry", error=str(error), delay=delay)
+                if await self._unless_stopped(asyncio.sleep(delay, result=True)) is None:
+                    return
+            except GitStoreError as error:  # not worth retrying: the push will say it again
+                log.warning("remote.catch_up_failed", error=str(error), fresh=fresh)
+                return
+            else:
+                return
+
+    async def _supervise(self) -> None:
+        await self._start_from_remote()
+        if self._stop.is_set():
+            return
         index = await asyncio.to_thread(self._store.index)
         self._coalescer = Coalescer(index, blob_id=self._store.blob_id, pacer=self._pacer)
         async with asyncio.TaskGroup() as group:
             self._task_group = group
             # Events of the types listed first are processed while the others are listed.
-            group.create_task(self._process(), name="processor")
+            intake = [group.create_task(self._process(), name="processor")]
             if self._facts is not None:
-                group.create_task(self._attribute(self._facts), name="attributor")
-            report = await self._initial_sync(index)
+                intake.append(group.create_task(self._attribute(self._facts), name="attributor"))
+            report = await self._unless_stopped(self._initial_sync(index))
+            if report is None:
+                # Stopped mid-sync: what is pending came from types whose list completed and
+                # from their watches, each whole; a type half listed offered nothing. Commit
+                # that much and stop; the next start diffs the cluster against the branch.
+                for task in [*intake, *(task for _, task in self._watchers.values())]:
+                    task.cancel()
+                await self._commit()
+                log.info("sync.interrupted", reason="stop requested")
+                return
             await self._commit()
+            await self._count_unpushed()
             await asyncio.to_thread(self._store.pack)
             self._synced = True
             log.info("sync.done", summary=report.summary())
@@ -256,12 +350,7 @@ class Exporter:
                 group.create_task(self._discoverer(), name="discoverer"),
                 group.create_task(self._packer(), name="packer"),
             )
-            leadership = (
-                (group.create_task(self._elector.hold(), name="leadership"),)
-                if self._elector is not None
-                else ()
-            )
-            group.create_task(self._drain_on_stop(pusher, housekeeping, leadership), name="drain")
+            group.create_task(self._drain_on_stop(pusher, housekeeping), name="drain")
 
     async def _initial_sync(self, index: Mapping[str, str]) -> SyncReport:
         """List type after type; each type's watch starts the moment its list is done (a
@@ -318,7 +407,6 @@ class Exporter:
         self,
         pusher: asyncio.Task[None],
         housekeeping: tuple[asyncio.Task[None], ...],
-        leadership: tuple[asyncio.Task[None], ...],
     ) -> None:
         """On stop: no new events, commit everything pending, push it, within the deadline."""
         await self._stop.wait()
@@ -335,9 +423,6 @@ class Exporter:
         except TimeoutError:
             log.error("run.drain_timeout", seconds=self._run.drain_timeout)
             raise
-        finally:
-            for task in leadership:  # held through the drain: one writer until the end
-                task.cancel()
         log.info("run.drained")
 
     # -- processing ------------------------------------------------------------------------
@@ -474,6 +559,8 @@ class Exporter:
         try:
             while not self._intake_done.is_set():
                 self._wake.clear()
+                if self._branch_moved:
+                    await self._converge()
                 due = coalescer.due_in()
                 if due is not None and due <= 0:
                     await self._commit()
@@ -487,6 +574,21 @@ class Exporter:
         finally:
             self._committer_done.set()
             self._unpushed.set()
+
+    async def _converge(self) -> None:
+        """Reload the committed view from the moved branch and re-read what differs."""
+        coalescer = self._coalescer
+        assert coalescer is not None
+        self._branch_moved = False
+        branch = await asyncio.to_thread(self._store.index)
+        await converge(
+            coalescer=coalescer,
+            branch=branch,
+            followed=list(self._watchers),
+            cluster=self._cluster,
+            normalize=self._normalize,
+        )
+        self.metrics.convergences.inc()
 
     async def _commit(self) -> None:
         coalescer = self._coalescer
@@ -514,6 +616,7 @@ class Exporter:
             log.info("commit", id=info.id[:12], subject=info.subject, author=info.author)
             if info.change_kind is ChangeKind.MANUAL:
                 self._report_manual(info)
+        self._unpushed_commits += len(infos)
         self._unpushed.set()
 
     def _report_manual(self, info: CommitInfo) -> None:
@@ -538,12 +641,14 @@ class Exporter:
     async def _pusher(self) -> None:
         if not self._settings.git.remote.url:
             return
-        interval = self._run.pacing.push_interval
+        pacing = self._run.pacing
+        health = self._push_health
         last = -float("inf")
         while True:
             await self._unpushed.wait()
             if not self._committer_done.is_set():
-                wait = last + interval - time.monotonic()
+                wait = last + health.backoff(pacing.push_interval, pacing.push_backoff_max)
+                wait -= time.monotonic()
                 if wait > 0:  # paced: wait out the interval, unless the drain needs it now
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(wait):
@@ -553,21 +658,38 @@ class Exporter:
             started = time.monotonic()
             try:
                 result = await asyncio.to_thread(self._store.push)
+            except NotLeading:
+                raise  # the lease is gone: the leadership task stops the process
             except GitStoreError as error:
-                self.metrics.push_failures.inc()
-                log.error("push.failed", error=str(error))
+                reason = health.failed(time.monotonic(), error)
+                self.metrics.push_failures.labels(reason).inc()
+                log.error("push.failed", reason=reason, failures=health.failures, error=str(error))
                 self._unpushed.set()
+                await self._count_unpushed()
                 if final:
                     return  # the drain's deadline decides; the commits stay local
                 last = time.monotonic()
                 continue
             finally:
                 self._pacer.observe_push(time.monotonic() - started)
+            await self._count_unpushed()
+            if health.failures:
+                log.info("push.recovered", after_failures=health.failures)
+            health.succeeded(time.monotonic())
             if result.pushed:
                 self.metrics.pushes.inc()
+            if result.rebuilt:
+                self._branch_moved = True
+                self._wake.set()
             last = time.monotonic()
             if final:
                 return
+
+    async def _count_unpushed(self) -> None:
+        if not self._settings.git.remote.url:
+            return
+        with contextlib.suppress(GitStoreError):
+            self._unpushed_commits = await asyncio.to_thread(self._store.unpushed)
 
     # -- housekeeping ----------------------------------------------------------------------
 

@@ -275,6 +275,24 @@ class GitStore:
             return None  # the tracked commit may be gone after a manual gc
         return commit
 
+    @_git_errors("counting unpushed commits")
+    def unpushed(self, limit: int = 100_000) -> int:
+        """Commits on the branch after the remote's last known tip (all of them without one),
+        counted up to ``limit``."""
+        with self._lock:
+            tip, tracked = self._tip(), self._tracked()
+            if tip is None:
+                return 0
+            walker = self._repo.walk(tip.id, pygit2.enums.SortMode.TOPOLOGICAL)
+            if tracked is not None:
+                walker.hide(tracked.id)
+            count = 0
+            for _ in walker:
+                count += 1
+                if count >= limit:
+                    break
+            return count
+
     @staticmethod
     def blob_id(content: bytes) -> str:
         """The id ``content`` has (or would have) as a blob; no write."""

@@ -425,9 +425,15 @@ class GitTransport:
             if flag == "!" and summary.startswith("[rejected]"):
                 return PushOutcome.BEHIND
             if flag == "!":
+                # the server's own words (a hook's, a branch protection's) say why
+                said = [
+                    line.removeprefix("remote:").strip()
+                    for line in err.splitlines()
+                    if line.startswith("remote:") and line.removeprefix("remote:").strip()
+                ]
                 raise PushRejected(
                     f"push to {self.safe_url}: the remote refused {ref}",
-                    detail=scrub(summary, secrets),
+                    detail=scrub(" ".join([summary, *said[:5]]), secrets)[:1000],
                 )
         if code == 0:
             return PushOutcome.UPDATED

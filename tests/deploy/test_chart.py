@@ -766,9 +766,12 @@ def test_chart_rbac_is_enough_for_run_with_leader_election(
     port = free_port()
     try:
         with running(installed, tmp_path, port, identity="test-replica") as (proc, log):
-            eventually(
-                "kube2git run to be ready as the ServiceAccount",
-                lambda: _ready(proc, log, port),
+            eventually(  # a standby is ready too: wait until it leads and is synced
+                "kube2git run to lead and be ready as the ServiceAccount",
+                lambda: (
+                    "kube2git_leader 1.0" in _get_status(port, "/metrics")[1]
+                    and _ready(proc, log, port)
+                ),
                 within=120,
             )
             lease = ctx.cluster.request(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -15,8 +16,9 @@ DOCS = ROOT / "docs"
 
 def _exported_families() -> set[str]:
     metrics = Metrics()
-    zero = lambda: 0.0  # noqa: E731 - six identical samplers
-    metrics.sample(Sampled(zero, zero, zero, zero, zero, zero))
+    zero = lambda: 0.0  # noqa: E731 - identical samplers
+    required = [f.name for f in dataclasses.fields(Sampled) if f.default is dataclasses.MISSING]
+    metrics.sample(Sampled(**dict.fromkeys(required, zero)))
     text = metrics.render().decode()
     return set(re.findall(r"^# TYPE (\S+) (?:counter|gauge|histogram|summary)", text, re.M))
 

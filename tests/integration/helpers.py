@@ -181,6 +181,8 @@ class ExporterProcess:
         run_config: str = "",
         extra_config: str = "",
         cluster_config: str = "",
+        retry_delays: str = "[0.5, 1.0]",
+        pacing_config: str = "",
     ) -> None:
         self.repo = repo or tmp_path / "backup.git"
         self.kubeconfig = kubeconfig
@@ -197,6 +199,8 @@ class ExporterProcess:
             .replace("max_delay_under_load: 60.0", f"max_delay_under_load: {max(60, max_delay)}")
             .replace("\nrun:\n", "\nrun:\n" + run_config)
             .replace("\ncluster:\n", "\ncluster:\n" + cluster_config)
+            .replace("  pacing:\n", "  pacing:\n" + pacing_config)
+            .replace("retry_delays: [0.5, 1.0]", f"retry_delays: {retry_delays}")
             + extra_config
         )
         self.log = tmp_path / f"run-{self.port}.log"

@@ -378,7 +378,11 @@ def test_sigterm_during_a_burst_commits_the_burst(
 ) -> None:
     # Batches that never close by themselves: only the drain can commit the burst.
     exporter = ExporterProcess(
-        tmp_path, control_plane.kubeconfig, quiet_period=300, max_delay=600
+        tmp_path,
+        control_plane.kubeconfig,
+        quiet_period=300,
+        max_delay=600,
+        pacing_config="    max_delay_under_load: 600\n",
     ).start()
     try:
         # Nothing commits by itself now, so pending only grows: wait for 15 more.
@@ -418,7 +422,9 @@ def test_a_remote_refusing_pushes_then_accepting_gets_every_commit_unforced(
             within=20,
         )
         eventually(
-            "failed pushes", lambda: process.metric("kube2git_push_failures_total") >= 1, within=30
+            "failed pushes",
+            lambda: process.metric('kube2git_push_failures_total{reason="rejected"}') >= 1,
+            within=30,
         )
         assert f"namespaces/{namespace}/configmaps/p4.yaml" not in tree(remote)
         refuse.unlink()
