@@ -432,11 +432,21 @@ def _leaves(node: object) -> list[str]:
 _MARKERS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=8, max_size=16).map(
     lambda s: "zq" + s
 )
+_KEYS = st.text(alphabet="abcdefghijklmnoprstuvwxyz0123456789-._", min_size=1, max_size=18)
+"""Keys are kept by design, so none may hold a planted value: no ``q``, hence never ``zq``."""
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | _MARKERS,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_MARKERS, inner, max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=3),
     max_leaves=6,
 )
+
+
+@given(key=_KEYS, value=_MARKERS)
+def test_a_kept_key_never_holds_a_planted_value(key: str, value: str) -> None:
+    """The property below looks for values in the output, where keys stay: a key equal to a
+    value (``{'zq00000000': 'zq00000000'}``) would fail it for the wrong reason."""
+    assert value not in key
+    assert _b64(value)[:-4] not in key
 
 
 @given(
