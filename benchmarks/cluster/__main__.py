@@ -1,4 +1,5 @@
-"""``python -m benchmarks.cluster --scale S|M|L [--exporter kube2git] [--peer katafygio]``
+"""``python -m benchmarks.cluster --scale S|M|L [--exporter kube2git] [--peer katafygio]
+[--peer gitops-reverser]``
 
 Starts a control plane (controllers + kwok) in a temporary directory (or uses ``--cluster-dir``),
 populates it, runs every selected exporter side by side (each its own subprocess, client
@@ -29,11 +30,12 @@ from benchmarks.cluster.exporters import (
     Exporter,
     RepoWatcher,
     Runner,
+    gitops_reverser,
     katafygio,
     kube2git,
     repo_size,
 )
-from benchmarks.cluster.peers import ensure_peer
+from benchmarks.cluster.peers import SHARED_PEERS, ensure_peer
 from benchmarks.cluster.workload import (
     CRD_GROUP,
     CRD_KIND,
@@ -47,6 +49,7 @@ from benchmarks.cluster.workload import (
 )
 from tests.cluster import control_plane
 from tests.cluster.build import ensure_built
+from tests.deploy.tools import ensure_sops
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 DEFAULTS = {  # storm seconds, restart-scenario seconds
@@ -205,7 +208,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--exporter", action="append", choices=("kube2git",), help="default: kube2git"
     )
     parser.add_argument(
-        "--peer", action="append", choices=("katafygio",), help="default: katafygio"
+        "--peer",
+        action="append",
+        choices=("katafygio", "gitops-reverser"),
+        help="default: katafygio; repeat for both",
     )
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument(
@@ -252,6 +258,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--peer-source",
         type=Path,
         help="katafygio's unmodified source (default: ../shared/peers/katafygio-v0.8.3)",
+    )
+    parser.add_argument(
+        "--reverser-source",
+        type=Path,
+        help="gitops-reverser's unmodified source (default: ../shared/peers/gitops-reverser)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -483,6 +494,26 @@ def size_after_gc(repo: Path) -> int:
         return repo_size(copy)
 
 
+def select_exporters(args: argparse.Namespace, info: dict[str, Any]) -> list[Exporter]:
+    """kube2git and the peers asked for, each peer built unchanged (its provenance recorded in
+    ``info["peers"]``)."""
+    exporters: list[Exporter] = []
+    if "kube2git" in (args.exporter or ["kube2git"]):
+        exporters.append(kube2git())
+    peers = [] if args.no_peer else args.peer or ["katafygio"]
+    info["peers"] = {}
+    if "katafygio" in peers:
+        binary, built = ensure_peer("katafygio", args.peer_source)
+        info["peers"]["katafygio"] = built
+        exporters.append(katafygio(binary))
+    if "gitops-reverser" in peers:
+        source = (args.reverser_source or SHARED_PEERS / "gitops-reverser").resolve()
+        binary, built = ensure_peer("gitops-reverser", source)
+        info["peers"]["gitops-reverser"] = built
+        exporters.append(gitops_reverser(binary, source, ensure_sops(log=False)))
+    return exporters
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     try:
@@ -507,13 +538,7 @@ def main(argv: list[str] | None = None) -> int:
             "settle": args.settle,
         },
     }
-    exporters: list[Exporter] = []
-    if "kube2git" in (args.exporter or ["kube2git"]):
-        exporters.append(kube2git())
-    if not args.no_peer and "katafygio" in (args.peer or ["katafygio"]):
-        binary, built = ensure_peer("katafygio", args.peer_source)
-        info["peers"] = {"katafygio": built}
-        exporters.append(katafygio(binary))
+    exporters = select_exporters(args, info)
 
     work = Path(tempfile.mkdtemp(prefix=f"bench-{args.scale}-"))
     cluster_dir = args.cluster_dir or work / "cluster"
@@ -527,7 +552,10 @@ def main(argv: list[str] | None = None) -> int:
         inv, info["population"] = populate(cluster, api, args.scale)
         for exp in exporters:
             kubeconfig = mint_identity(cluster.directory, cluster.server, api, exp.user)
-            subjects.append(Subject(exp, work, kubeconfig))
+            subject = Subject(exp, work, kubeconfig)
+            if exp.prepare is not None:
+                info["peers"][exp.name]["setup"] = exp.prepare(api, subject.repo)
+            subjects.append(subject)
         bench = Bench(args, api, inv, subjects, guard)
         bench.initial()
         bench.steady()

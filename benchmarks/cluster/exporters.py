@@ -14,9 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pygit2
 
+from benchmarks.cluster import reverser
+from benchmarks.cluster.api import Api
 from benchmarks.cluster.workload import Obj
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -44,6 +47,9 @@ class Exporter:
     the restart scenario compares with."""
     snapshot_ref: str | None = None
     """Reference of the one-shot capture, or ``None`` when it writes plain files."""
+    prepare: Callable[[Api, Path], dict[str, Any]] | None = None
+    """Set-up in the cluster before the first start, given the admin API and the repository
+    directory; what it returns is recorded with the results."""
 
 
 def kube2git() -> Exporter:
@@ -146,6 +152,30 @@ def katafygio(binary: Path) -> Exporter:
             "--config",
             "/nonexistent/katafygio.yaml",
         ],
+    )
+
+
+def gitops_reverser(binary: Path, source: Path, sops: Path) -> Exporter:
+    """gitops-reverser outside a cluster: configured-author mode (``-author-attribution=false``,
+    no audit webhook, no Redis), no probe or metrics listener, pushing to a bare repository over
+    ``file://``; its custom resources are created by :func:`reverser.prepare` from the
+    unmodified ``source``. ``sops`` (its Secret encryption runs the binary) goes on ``PATH``."""
+    return Exporter(
+        name="gitops-reverser",
+        user="bench-gitops-reverser",
+        argv=lambda _repo, kubeconfig: [
+            str(binary),
+            f"--kubeconfig={kubeconfig}",
+            "--author-attribution=false",
+            "--redis-addr=",
+            "--health-probe-bind-address=0",
+            "--metrics-bind-address=0",
+        ],
+        ref=reverser.REF,
+        path_of=reverser.path_of,
+        captures=reverser.captures,
+        env={"PATH": f"{sops.parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+        prepare=lambda api, repo: reverser.prepare(api, source, repo),
     )
 
 
