@@ -375,13 +375,12 @@ class Restorer:
         )
         try:
             wanted = await self._with_owners_of_this_cluster(item.body, key.namespace)
-            # Owner uids are this cluster's: compare with the backup's object as rebound.
-            expected = item.content if wanted is item.body else dump_bytes(wanted)
+            body = _without_controller_fields(wanted)
             current = await self._with_retries(lambda: self._cluster.get_object(path))
             before = self._normalized(resource, current)
-            if before == expected:
+            if before is not None and _comparable(before) == _comparable(dump_bytes(body)):
+                # Equal but for owner uids and what the target fills in itself.
                 return ObjectResult(key, Outcome.UNCHANGED)
-            body = _without_controller_fields(wanted)
             applied = await self._with_retries(
                 lambda: self._cluster.apply(
                     path,
@@ -507,11 +506,32 @@ class Restorer:
         report.pruned.sort()
 
 
+def _comparable(content: bytes) -> bytes:
+    """A normalized file without the fields the target cluster fills in itself."""
+    body = load_yaml(content)
+    return dump_bytes(_without_controller_fields(body)) if isinstance(body, dict) else content
+
+
+_JOB_UID_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid")
+
+
 def _without_controller_fields(body: Json) -> Json:
-    """Leave out fields a controller of the target cluster fills in: the ``rules`` of an
-    aggregated ClusterRole (applying them would conflict with the aggregation controller)."""
+    """Leave out fields the target cluster fills in itself: the ``rules`` of an aggregated
+    ClusterRole (applying them would conflict with the aggregation controller), and a Job's
+    generated selector, which names the uid of the Job in the backup's cluster (the API
+    server refuses it on a new Job and generates its own)."""
     if body.get("kind") == "ClusterRole" and body.get("aggregationRule"):
         return {k: v for k, v in body.items() if k != "rules"}
+    spec = body.get("spec") or {}
+    if body.get("kind") == "Job" and spec.get("selector") and not spec.get("manualSelector"):
+        template = spec.get("template") or {}
+        metadata = template.get("metadata") or {}
+        labels = {
+            k: v for k, v in (metadata.get("labels") or {}).items() if k not in _JOB_UID_LABELS
+        }
+        template = {**template, "metadata": {**metadata, "labels": labels}}
+        spec = {k: v for k, v in spec.items() if k != "selector"} | {"template": template}
+        return {**body, "spec": spec}
     return body
 
 

@@ -104,6 +104,10 @@ def build_workload(cluster: ControlPlane, ns: str, suffix: str) -> str:
             "jobTemplate": {"spec": {"template": {"spec": {**pod_spec, "restartPolicy": "Never"}}}},
         },
     })  # fmt: skip
+    _post(cluster, f"/apis/batch/v1/namespaces/{ns}/jobs", {
+        "metadata": {"name": "migrate"},
+        "spec": {"template": {"spec": {**pod_spec, "restartPolicy": "Never"}}},
+    })  # fmt: skip
     _post(cluster, f"{api}/services", {
         "metadata": {"name": "web"},
         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
@@ -293,6 +297,8 @@ def expected_exceptions(repo_a: Path) -> tuple[set[str], set[str]]:
         "namespaces/kube-system/configmaps/extension-apiserver-authentication.yaml",
         "namespaces/default/services/kubernetes.yaml",
     }
+    # A Job's generated selector names its uid, which each cluster assigns anew.
+    differs |= {path for path in tree(repo_a) if "/jobs.batch/" in path}
     # Owner references name their owners by uid, which each cluster assigns anew.
     differs |= {
         path
@@ -324,6 +330,7 @@ def test_the_trees_are_identical_but_for_the_policy_exceptions(round_trip: Round
     only_a, differs = expected_exceptions(round_trip.repo_a)
     assert f"namespaces/{round_trip.namespace}/secrets/db-credentials.yaml" in only_a
     assert f"namespaces/{round_trip.namespace}/configmaps/derived.yaml" in differs
+    assert f"namespaces/{round_trip.namespace}/jobs.batch/migrate.yaml" in differs
     assert {p for p in a if p not in b} == only_a
     assert {p for p in b if p not in a} == set()
     assert {p for p in a if p in b and a[p] != b[p]} == differs
@@ -354,21 +361,23 @@ def test_controllers_in_b_own_every_child(round_trip: RoundTrip) -> None:
         )
         for obj in _items(cluster, path)
     ]
-    # The restored workloads have their children in B (no node runs the DaemonSet's pods).
+    # The restored workloads have their children in B (no node runs the DaemonSet's pods);
+    # the Job is the one the backup holds (it has no owner), its Pod is the controller's.
     assert {k for k, c in children if c["metadata"]["namespace"] == namespace} == {
         "ReplicaSet",
         "Pod",
+        "Job",
         "EndpointSlice",
     }
     restored = set(tree(round_trip.repo_a))
     for _, child in children:
         meta = child["metadata"]
-        managers = {m["manager"] for m in meta.get("managedFields", [])}
-        assert "kube2git-restore" not in managers, meta["name"]
         controllers = [o["uid"] for o in meta.get("ownerReferences", []) if o.get("controller")]
         if not controllers:  # only an uncontrolled object of the backup may lack one
             assert any(p.endswith(f"/{meta['name']}.yaml") for p in restored), meta["name"]
             continue
+        managers = {m["manager"] for m in meta.get("managedFields", [])}
+        assert "kube2git-restore" not in managers, meta["name"]
         assert len(controllers) == 1, meta["name"]
         assert controllers[0] in owners, meta["name"]
     replica_sets = _items(cluster, f"/apis/apps/v1/namespaces/{namespace}/replicasets")
