@@ -39,6 +39,12 @@ class _CurrentStderr:
         return sys.stderr.isatty()
 
 
+CACHE_LOGGERS = True
+"""Each logger binds its configuration on first use, for speed. The test suite turns this off
+(tests/conftest.py): it runs the CLI in process and then captures logs with
+``structlog.testing.capture_logs``, which cannot reach a logger that cached an older setup."""
+
+
 def configure_logging(settings: LogSettings, *, stream: Any = None) -> None:
     """Configure structlog once for the process."""
     stream = stream or _CurrentStderr()
@@ -62,5 +68,5 @@ def configure_logging(settings: LogSettings, *, stream: Any = None) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(stream),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=CACHE_LOGGERS,
     )
