@@ -65,32 +65,63 @@ class AuditFact:
     """The response's resourceVersion (RequestResponse level); ``""`` when not logged."""
 
 
+class _WrongShape(Exception):
+    """An audit event whose fields are not the shapes audit.k8s.io/v1 gives them."""
+
+
+def _map(value: object) -> Mapping[str, Any]:
+    """A JSON object, ``{}`` for an absent one; anything else is a wrong shape."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _WrongShape
+    return value
+
+
+def _text(value: object, default: str = "") -> str:
+    """A JSON string, ``default`` for an absent one; anything else is a wrong shape."""
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise _WrongShape
+    return value
+
+
+def _names(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _WrongShape
+    return tuple(_text(item) for item in value)
+
+
 def _user(event: Mapping[str, Any]) -> AuditUser:
-    user = event.get("user") or {}
-    impersonated = event.get("impersonatedUser") or {}
-    username = str(user.get("username", ""))
+    user = _map(event.get("user"))
+    impersonated = _map(event.get("impersonatedUser"))
+    username = _text(user.get("username"))
     effective, by = username, None
-    groups = user.get("groups") or ()
+    groups = _names(user.get("groups"))
     if impersonated.get("username"):
-        effective, by = str(impersonated["username"]), username
-        groups = impersonated.get("groups") or ()
+        effective, by = _text(impersonated["username"]), username
+        groups = _names(impersonated.get("groups"))
     return AuditUser(
         username=effective,
-        groups=tuple(str(g) for g in groups),
+        groups=groups,
         impersonated_by=by,
-        user_agent=str(event.get("userAgent", "")),
-        verb=str(event.get("verb", "")),
-        time=str(event.get("stageTimestamp", "")),
+        user_agent=_text(event.get("userAgent")),
+        verb=_text(event.get("verb")),
+        time=_text(event.get("stageTimestamp")),
     )
 
 
 def parse_event_list(body: bytes) -> list[AuditFact]:
     """The facts kube2git needs from one ``audit.k8s.io/v1`` EventList; ``ValueError`` if it
-    is not one."""
+    is not one. An event of the wrong shape is skipped, not the batch."""
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"not JSON: {error}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else error
+        raise ValueError(f"not JSON: {reason}") from None
     if not isinstance(data, dict) or data.get("kind") != "EventList":
         raise ValueError("not an audit.k8s.io EventList")
     items = data.get("items") or []
@@ -98,35 +129,44 @@ def parse_event_list(body: bytes) -> list[AuditFact]:
         raise ValueError("items is not a list")  # noqa: TRY004 - bad input, one error type
     facts = []
     for event in items:
-        if not isinstance(event, dict) or event.get("stage") != "ResponseComplete":
+        try:
+            fact = _fact(event)
+        except _WrongShape:
             continue
-        verb, ref = event.get("verb"), event.get("objectRef")
-        if verb not in _MUTATING or not isinstance(ref, dict) or not ref.get("resource"):
-            continue
-        if ref.get("subresource", "") not in _SUBRESOURCES:
-            continue
-        code = (event.get("responseStatus") or {}).get("code", 200)
-        if not isinstance(code, int) or not 200 <= code < 300:
-            continue
-        response = event.get("responseObject") or {}
-        metadata = response.get("metadata") or {} if isinstance(response, dict) else {}
-        key: FactKey = (
-            str(ref.get("apiGroup", "")),
-            str(ref["resource"]),
-            str(ref["namespace"]) if ref.get("namespace") else None,
-            "" if verb == "deletecollection" else str(ref.get("name", "")),
-        )
-        if not key[3] and verb != "deletecollection":
-            continue  # a create by generateName at Metadata level: no name to match
-        facts.append(
-            AuditFact(
-                user=_user(event),
-                key=key,
-                uid=str(ref.get("uid", "")),
-                resource_version=str(metadata.get("resourceVersion", "")),
-            )
-        )
+        if fact is not None:
+            facts.append(fact)
     return facts
+
+
+def _fact(event: object) -> AuditFact | None:
+    """The fact of one event, ``None`` if it is not a recorded mutation (:class:`_WrongShape`
+    if its fields are not audit.k8s.io/v1's)."""
+    if not isinstance(event, dict) or event.get("stage") != "ResponseComplete":
+        return None
+    verb, ref = event.get("verb"), _map(event.get("objectRef"))
+    if verb not in _MUTATING or not ref.get("resource"):
+        return None
+    if _text(ref.get("subresource")) not in _SUBRESOURCES:
+        return None
+    code = _map(event.get("responseStatus")).get("code", 200)
+    if not isinstance(code, int) or not 200 <= code < 300:
+        return None
+    metadata = _map(_map(event.get("responseObject")).get("metadata"))
+    namespace = _text(ref.get("namespace"))
+    key: FactKey = (
+        _text(ref.get("apiGroup")),
+        _text(ref["resource"]),
+        namespace or None,
+        "" if verb == "deletecollection" else _text(ref.get("name")),
+    )
+    if not key[3] and verb != "deletecollection":
+        return None  # a create by generateName at Metadata level: no name to match
+    return AuditFact(
+        user=_user(event),
+        key=key,
+        uid=_text(ref.get("uid")),
+        resource_version=_text(metadata.get("resourceVersion")),
+    )
 
 
 class _Entry:

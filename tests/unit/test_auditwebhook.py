@@ -83,6 +83,35 @@ def test_anything_but_an_event_list_is_refused(body: bytes) -> None:
         parse_event_list(body)
 
 
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"user": "alice"},
+        {"user": {"username": {"name": "alice"}}},
+        {"user": {"username": "alice", "groups": "devs"}},
+        {"impersonatedUser": ["carol"]},
+        {"responseStatus": "OK"},
+        {"responseObject": {"metadata": "v1"}},
+        {"objectRef": {"resource": "deployments", "namespace": {"ns": 1}, "name": "web"}},
+        {"userAgent": {"agent": 1}},
+    ],
+)
+def test_an_event_of_the_wrong_shape_is_skipped_and_the_batch_kept(odd: dict[str, Any]) -> None:
+    """One malformed event must not cost the batch's other facts (nor raise past the handler,
+    which would answer 500 and make the API server resend or drop them all)."""
+    facts = parse_event_list(
+        event_list({**event("mallory", "patch"), **odd}, event("bob", "patch"))
+    )
+    assert [f.user.username for f in facts] == ["bob"]
+
+
+@pytest.mark.parametrize("depth", [100_000])
+def test_deeply_nested_json_is_refused_as_bad_input(depth: int) -> None:
+    body = b'{"kind": "EventList", "items": [' + b"[" * depth + b"]" * depth + b"]}"
+    with pytest.raises(ValueError, match="not JSON"):
+        parse_event_list(body)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0
