@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pygit2
 
-from exporter.gitstore.errors import GitStoreError
+from exporter.gitstore.errors import GitStoreError, PointNotFound
 
 _LOG_TIMEOUT = 600.0
 """Seconds one ``git log`` over the branch may take."""
@@ -69,10 +69,10 @@ class HistoryReader:
         try:
             self._repo = pygit2.Repository(str(path))
         except pygit2.GitError as exc:
-            raise GitStoreError(f"cannot open the repository {path}: {exc}") from None
+            raise PointNotFound(f"{path}: not a git repository ({exc})") from None
         ref = self._repo.references.get(f"refs/heads/{branch}")
         if ref is None:
-            raise GitStoreError(f"{path}: no branch {branch!r}")
+            raise PointNotFound(f"{path}: no branch {branch!r}")
         self._tip: pygit2.Commit = ref.peel(pygit2.Commit)
         self._path = Path(path)
 

@@ -120,6 +120,25 @@ def test_a_malformed_object_is_a_one_line_user_error(
     assert repr(spec) in err
 
 
+@pytest.mark.parametrize("command", [["log", "ConfigMap/shop/web"], ["who"]])
+@pytest.mark.parametrize("made", ["not-a-repository", "no-backup-branch"])
+def test_a_repository_that_is_not_a_backup_is_a_one_line_user_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], made: str
+) -> None:
+    """Pointing --repo at the wrong directory, or at a repository without the branch, is the
+    user's mistake (exit 2, as diff and restore say), and nothing is written there."""
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    if made == "no-backup-branch":
+        GitStore(target).close()
+    before = sorted(p.relative_to(target) for p in target.rglob("*"))
+    code, out, err = run(capsys, command[0], "--repo", str(target), *command[1:])
+    assert (code, out) == (2, "")
+    assert len(err.strip().splitlines()) == 1
+    assert str(target) in err
+    assert sorted(p.relative_to(target) for p in target.rglob("*")) == before
+
+
 def test_who_counts_changes_per_actor_namespace_and_type(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
