@@ -274,6 +274,8 @@ async def test_a_bearer_token_can_stand_in_for_the_client_certificate(
         body = event_list(event("alice", "patch"))
         assert await post(server.port, body, context) == 401
         assert await post(server.port, body, context, Authorization="Bearer wrong") == 401
+        assert await post(server.port, body, context, Authorization="Bearer s3cr\u00e9t") == 401
+        assert await post(server.port, body, context, Authorization="Bearer \udcff") == 401
         ok = await post(server.port, body, context, Authorization="Bearer s3cret-token")
         assert ok == 200
         assert len(index) == 1
