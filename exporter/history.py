@@ -43,7 +43,10 @@ def parse_when(text: str, *, now: datetime) -> datetime:
     durations = _DURATION.findall(text)
     if durations and "".join(n + u for n, u in durations) == text:
         seconds = sum(float(n) * _UNITS[u] for n, u in durations)
-        return now - timedelta(seconds=seconds)
+        try:
+            return now - timedelta(seconds=seconds)
+        except OverflowError:
+            raise HistoryError(f"{text!r} reaches back before the year 1") from None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

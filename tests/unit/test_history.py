@@ -164,3 +164,13 @@ def test_durations_and_times() -> None:
     assert parse_when("24h", now=now).isoformat() == "2024-05-09T00:00:00+00:00"
     assert parse_when("1w2d", now=now).isoformat() == "2024-05-01T00:00:00+00:00"
     assert parse_when("2024-05-01", now=now).isoformat() == "2024-05-01T00:00:00+00:00"
+
+
+@pytest.mark.parametrize("since", ["99999999999d", "800000w"])
+def test_a_duration_beyond_the_calendar_is_a_one_line_user_error(
+    repo: Path, capsys: pytest.CaptureFixture[str], since: str
+) -> None:
+    code, out, err = run(capsys, "who", "--repo", str(repo), "--since", since)
+    assert (code, out) == (2, "")
+    assert len(err.strip().splitlines()) == 1
+    assert repr(since) in err
