@@ -112,6 +112,24 @@ def test_deeply_nested_json_is_refused_as_bad_input(depth: int) -> None:
         parse_event_list(body)
 
 
+def test_a_secret_in_a_request_response_event_leaves_nothing_in_the_fact() -> None:
+    """At RequestResponse level the API server sends the Secret itself: only who, what object
+    and its resourceVersion are kept."""
+    secret = {
+        "kind": "Secret",
+        "metadata": {"name": "db", "resourceVersion": "9", "annotations": {"note": "hunter2x"}},
+        "data": {"password": "aHVudGVyMng="},
+        "stringData": {"token": "hunter2x"},
+    }
+    ref = {"apiGroup": "", "resource": "secrets", "name": "db"}
+    facts = parse_event_list(
+        event_list(event("alice", "update", ref=ref, requestObject=secret, responseObject=secret))
+    )
+    assert [(f.key, f.resource_version) for f in facts] == [(("", "secrets", "shop", "db"), "9")]
+    assert "hunter2" not in repr(facts)
+    assert "aHVudGVyMng" not in repr(facts)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0
