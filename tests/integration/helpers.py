@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import selectors
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -306,92 +303,3 @@ def commits(repo: Path, *paths: str) -> list[dict[str, str]]:
         entry.update(t.split(": ", 1) for t in trailers.split("\x1e") if ": " in t)
         entries.append(entry)
     return entries
-
-
-class FreezableProxy:
-    """A loopback TCP proxy that can go silent: :meth:`freeze` stops forwarding on every open
-    connection without closing it (no FIN, no RST: a half-open connection, as when a node or
-    a NAT entry vanishes); connections made afterwards are forwarded again."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self._upstream = upstream
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._listener.getsockname()[1])
-        self._lock = threading.Lock()
-        self._live: list[tuple[socket.socket, socket.socket, threading.Event]] = []
-        self._frozen: list[socket.socket] = []
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name="proxy", daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        self._listener.settimeout(0.2)
-        while not self._stopping.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            server = socket.create_connection(self._upstream, timeout=10)
-            frozen = threading.Event()
-            with self._lock:
-                self._live.append((client, server, frozen))
-            threading.Thread(target=self._pump, args=(client, server, frozen), daemon=True).start()
-
-    def _pump(self, client: socket.socket, server: socket.socket, frozen: threading.Event) -> None:
-        with selectors.DefaultSelector() as selector:
-            selector.register(client, selectors.EVENT_READ, server)
-            selector.register(server, selectors.EVENT_READ, client)
-            while not self._stopping.is_set() and not frozen.is_set():
-                for key, _ in selector.select(timeout=0.2):
-                    if frozen.is_set():
-                        break  # swallow nothing: the bytes stay unread in the kernel
-                    source = key.fileobj
-                    assert isinstance(source, socket.socket)
-                    try:
-                        data = source.recv(65536)
-                    except OSError:
-                        data = b""
-                    if not data:
-                        self._close(client, server)
-                        return
-                    with contextlib.suppress(OSError):
-                        key.data.sendall(data)
-        if not frozen.is_set():
-            self._close(client, server)
-
-    @staticmethod
-    def _close(*sockets: socket.socket) -> None:
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
-
-    def freeze(self) -> int:
-        """Go silent on every open connection (kept open until :meth:`close`); returns how
-        many."""
-        with self._lock:
-            live, self._live = self._live, []
-        for client, server, frozen in live:
-            frozen.set()
-            self._frozen += [client, server]
-        return len(live)
-
-    def close(self) -> None:
-        self._stopping.set()
-        self._listener.close()
-        with self._lock:
-            live, self._live = self._live, []
-        for client, server, _ in live:
-            self._close(client, server)
-        self._close(*self._frozen)
-        self._thread.join(5)
-
-
-def kubeconfig_via(proxy: FreezableProxy, kubeconfig: Path, target: Path) -> Path:
-    """A copy of ``kubeconfig`` whose clusters are reached through ``proxy``."""
-    config = yaml.safe_load(kubeconfig.read_text())
-    for cluster in config["clusters"]:
-        cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-    target.write_text(yaml.safe_dump(config))
-    return target

@@ -1,9 +1,11 @@
 """A loopback TCP proxy that can stop forwarding: a hung API server, or a half-open connection.
 
-Put in front of the API server (see :func:`proxied_kubeconfig`), it forwards bytes both ways
-until :meth:`StallingProxy.stall`; from then on it reads nothing and sends nothing on any
-connection, old or new, and closes none of them: the client sees requests that never get an
-answer, as behind a dead node or a black-holed route (no FIN, no RST).
+Put in front of the API server (see :func:`proxied_kubeconfig`), it forwards bytes both ways.
+:meth:`StallingProxy.stall` stops it on every connection, old or new, until
+:meth:`~StallingProxy.resume` (a hung server); :meth:`~StallingProxy.freeze` silences only the
+connections open now, for good, while new ones flow (a half-open connection, as when a node or
+a NAT entry vanishes). Either way nothing is read, sent or closed: the client sees requests
+that never get an answer, as behind a black-holed route (no FIN, no RST).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class StallingProxy:
         self._flowing.set()
         self._closed = threading.Event()
         self._sockets: list[socket.socket] = []
+        self._connections: list[threading.Event] = []
+        """One per open connection: set while it may flow (cleared for good by freeze)."""
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._accept, daemon=True)]
         self._threads[0].start()
@@ -38,6 +42,18 @@ class StallingProxy:
 
     def resume(self) -> None:
         self._flowing.set()
+
+    def freeze(self) -> int:
+        """Silence every connection open now, for good (new ones still flow); returns how
+        many."""
+        with self._lock:
+            frozen, self._connections = self._connections, []
+        for connection in frozen:
+            connection.clear()
+        return len(frozen)
+
+    def _may_flow(self, connection: threading.Event) -> bool:
+        return self._flowing.is_set() and connection.is_set()
 
     def _accept(self) -> None:
         while not self._closed.is_set():
@@ -50,16 +66,24 @@ class StallingProxy:
             except OSError:
                 client.close()
                 continue
+            connection = threading.Event()
+            connection.set()
             with self._lock:
                 self._sockets += [client, server]
+                self._connections.append(connection)
             for source, sink in ((client, server), (server, client)):
-                thread = threading.Thread(target=self._pump, args=(source, sink), daemon=True)
+                thread = threading.Thread(
+                    target=self._pump, args=(source, sink, connection), daemon=True
+                )
                 thread.start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, connection: threading.Event
+    ) -> None:
         source.settimeout(0.2)
         while not self._closed.is_set():
-            if not self._flowing.wait(0.2):
+            if not self._may_flow(connection):
+                self._closed.wait(0.2)
                 continue  # stalled: leave the bytes unread, like a route that drops them
             try:
                 data = source.recv(65536)
@@ -69,12 +93,15 @@ class StallingProxy:
                 break
             if not data:
                 break
-            while not self._flowing.is_set() and not self._closed.is_set():
-                self._flowing.wait(0.2)  # stalled between read and write: hold the bytes
+            while not self._may_flow(connection) and not self._closed.is_set():
+                self._closed.wait(0.2)  # stalled between read and write: hold the bytes
             try:
                 sink.sendall(data)
             except OSError:
                 break
+        with self._lock:  # ended: no longer an open connection that freeze() would count
+            if connection in self._connections:
+                self._connections.remove(connection)
         for sock in (source, sink):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)

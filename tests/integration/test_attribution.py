@@ -16,16 +16,15 @@ import pytest
 from tests.cluster.control_plane import ControlPlane
 from tests.integration.helpers import (
     ExporterProcess,
-    FreezableProxy,
     commits,
     create_config_maps,
     eventually,
-    kubeconfig_via,
     kubectl,
     ok,
     show,
     tree,
 )
+from tests.integration.proxy import proxied_kubeconfig
 
 pytestmark = pytest.mark.cluster
 
@@ -126,9 +125,7 @@ def test_what_a_relist_finds_is_authored_by_kube2git_after_a_gap(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
     """A change made while the watch was cut off, found by the relist that a 410 forces."""
-    host, _, port = control_plane.server.removeprefix("https://").rpartition(":")
-    proxy = FreezableProxy((host, int(port)))
-    kubeconfig = kubeconfig_via(proxy, control_plane.kubeconfig, tmp_path / "proxied.kubeconfig")
+    kubeconfig, proxy = proxied_kubeconfig(control_plane.kubeconfig, tmp_path / "proxied")
     exporter = ExporterProcess(tmp_path, kubeconfig, watch_timeout=10)
     text = exporter.config.read_text()  # a silent watch is renewed within 15 s
     grace = "  watch_timeout_seconds: 10\n  watch_idle_timeout: 15\n"

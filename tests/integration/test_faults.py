@@ -22,14 +22,13 @@ from tests.cluster.control_plane import ControlPlane
 from tests.integration.conftest import RBAC
 from tests.integration.helpers import (
     ExporterProcess,
-    FreezableProxy,
     converges_to_snapshot,
     create_config_maps,
     eventually,
-    kubeconfig_via,
     ok,
     tree,
 )
+from tests.integration.proxy import proxied_kubeconfig
 
 pytestmark = pytest.mark.cluster
 READ = ["get", "list", "watch"]
@@ -262,9 +261,7 @@ def test_a_half_open_connection_is_noticed_within_two_minutes(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
     """Default settings: the watch's read-idle timeout (bookmarks come about every minute)."""
-    host, _, port = control_plane.server.removeprefix("https://").rpartition(":")
-    proxy = FreezableProxy((host, int(port)))
-    kubeconfig = kubeconfig_via(proxy, control_plane.kubeconfig, tmp_path / "proxied.kubeconfig")
+    kubeconfig, proxy = proxied_kubeconfig(control_plane.kubeconfig, tmp_path / "proxied")
     # The server-side watch timeout is the default 5-10 minutes: only the idle timeout helps.
     exporter = ExporterProcess(tmp_path, kubeconfig, watch_timeout=300).start()
     try:
