@@ -65,6 +65,32 @@ class AuditFact:
     """The response's resourceVersion (RequestResponse level); ``""`` when not logged."""
 
 
+# What a fact keeps of the names in an event, so that max_facts bounds memory too (a few KiB
+# a fact, whatever an authenticator or a client puts in a name): longer than any real user
+# name, group list or user agent (kube-apiserver itself keeps 1 KiB of a user agent).
+MAX_NAME = 512
+MAX_GROUPS_TEXT = 2048
+MAX_USER_AGENT = 1024
+
+
+def _bounded(text: str, limit: int) -> str:
+    """At most ``limit`` characters; a cut one ends with ``…`` so nobody mistakes it."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _bounded_groups(groups: tuple[str, ...]) -> tuple[str, ...]:
+    """The groups that fit in ``MAX_GROUPS_TEXT`` characters, in order."""
+    kept: list[str] = []
+    room = MAX_GROUPS_TEXT
+    for group in groups:
+        if room <= 0:
+            break
+        cut = _bounded(group, min(MAX_NAME, room))
+        kept.append(cut)
+        room -= len(cut)
+    return tuple(kept)
+
+
 class _WrongShape(Exception):
     """An audit event whose fields are not the shapes audit.k8s.io/v1 gives them."""
 
@@ -105,10 +131,10 @@ def _user(event: Mapping[str, Any]) -> AuditUser:
         effective, by = _text(impersonated["username"]), username
         groups = _names(impersonated.get("groups"))
     return AuditUser(
-        username=effective,
-        groups=groups,
-        impersonated_by=by,
-        user_agent=_text(event.get("userAgent")),
+        username=_bounded(effective, MAX_NAME),
+        groups=_bounded_groups(groups),
+        impersonated_by=None if by is None else _bounded(by, MAX_NAME),
+        user_agent=_bounded(_text(event.get("userAgent")), MAX_USER_AGENT),
         verb=_text(event.get("verb")),
         time=_text(event.get("stageTimestamp")),
     )

@@ -7,6 +7,7 @@ import json
 import ssl
 import subprocess
 import sys
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -346,3 +347,32 @@ def test_a_webhook_that_cannot_serve_safely_is_a_one_line_user_error(
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert message in line
+
+
+def test_a_fact_is_bounded_in_size_whatever_the_names_it_carries() -> None:
+    """The index holds up to max_facts facts: each must stay small, however long the user
+    name, groups or user agent an authenticator or a client hands the API server."""
+    huge = event("u" * 100_000, "patch", userAgent="a" * 100_000)
+    huge["user"]["groups"] = [f"g{i}-" + "x" * 10_000 for i in range(1_000)]
+    huge["impersonatedUser"] = {"username": "i" * 100_000, "groups": ["y" * 100_000]}
+    (fact,) = parse_event_list(event_list(huge))
+    user = fact.user
+    assert len(user.username) <= 512
+    assert user.username.endswith("…")
+    assert user.impersonated_by is not None
+    assert len(user.impersonated_by) <= 512
+    assert len(user.user_agent) <= 1024
+    assert sum(len(group) for group in user.groups) <= 2048
+    index = FactIndex(ttl=60, max_facts=2_000, clock=Clock())
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for batch in range(20):
+            items = [huge | {"objectRef": {**huge["objectRef"], "name": f"n{batch}-{i}"}}
+                     for i in range(100)]  # fmt: skip
+            index.add(parse_event_list(event_list(*items)))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(index) == 2_000
+    assert held < 30 * 2**20, f"{held / 2**20:.0f} MiB for 2,000 facts"
