@@ -619,10 +619,8 @@ def _retry_after(header: str | None) -> float | None:
     """``Retry-After`` in seconds (a number or an HTTP date), or ``None``; not yet clamped."""
     if not header:
         return None
-    try:
+    with contextlib.suppress(ValueError):  # not a number: an HTTP date, perhaps
         return float(header)
-    except ValueError:
-        pass
     try:
         moment = email.utils.parsedate_to_datetime(header)
     except (TypeError, ValueError, IndexError):
