@@ -8,16 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.cli import main
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # argparse's own exits
-        code = int(exit_.code or 0)
-    err = capsys.readouterr().err
-    return code, err
+from tests.unit.cli import run_cli
 
 
 @pytest.mark.parametrize(
@@ -41,7 +32,7 @@ def test_malformed_input_is_one_line_and_exit_2(
 ) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(content)
-    code, err = _run(["normalize", str(bad)], capsys)
+    code, err = run_cli(["normalize", str(bad)], capsys)
     assert code == 2
     assert expected in err
     assert err.count("\n") == 1
@@ -49,7 +40,7 @@ def test_malformed_input_is_one_line_and_exit_2(
 
 
 def test_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
-    code, err = _run(["normalize", "/nonexistent/objects.yaml"], capsys)
+    code, err = run_cli(["normalize", "/nonexistent/objects.yaml"], capsys)
     assert (code, err) == (
         2,
         "kube2git: error: /nonexistent/objects.yaml: cannot read: No such file or directory\n",
@@ -57,7 +48,7 @@ def test_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_unknown_flag_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    code, err = _run(["normalize", "--frobnicate"], capsys)
+    code, err = run_cli(["normalize", "--frobnicate"], capsys)
     assert code == 2
     assert err == "kube2git: error: unrecognized arguments: --frobnicate (see kube2git --help)\n"
 
@@ -86,7 +77,7 @@ def test_bad_config_is_one_line_and_exit_2(
     cfg.write_text(config)
     objects = tmp_path / "in.yaml"
     objects.write_text("kind: ConfigMap\napiVersion: v1\nmetadata: {name: a}\n")
-    code, err = _run(["normalize", str(objects), "--config", str(cfg)], capsys)
+    code, err = run_cli(["normalize", str(objects), "--config", str(cfg)], capsys)
     assert code == 2
     assert expected in err
     assert err.count("\n") == 1
@@ -98,7 +89,7 @@ def test_config_comes_from_the_environment_too(
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("filters: {unknown: 1}\n")
     monkeypatch.setenv("KUBE2GIT_CONFIG", str(cfg))
-    code, err = _run(["normalize", "-"], capsys)
+    code, err = run_cli(["normalize", "-"], capsys)
     assert code == 2
     assert "unknown key 'filters.unknown'" in err
 

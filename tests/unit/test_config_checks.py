@@ -11,17 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.cli import main
 from exporter.config import Settings, check_settings, load_settings
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # argparse's own exits
-        code = int(exit_.code or 0)
-    return code, capsys.readouterr().err
-
+from tests.unit.cli import run_cli
 
 _ALIAS_BOMB = "".join(
     ["b0: &b0 [x, x, x, x, x, x, x, x, x, x]\n"]
@@ -71,7 +62,7 @@ def test_bad_values_are_one_line_naming_the_key_and_exit_2(
 ) -> None:
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(config)
-    code, err = _run(["normalize", str(objects), "--config", str(cfg)], capsys)
+    code, err = run_cli(["normalize", str(objects), "--config", str(cfg)], capsys)
     assert (code, err.count("\n")) == (2, 1), err
     assert f"kube2git: error: {cfg}" in err
     assert expected in err
@@ -110,7 +101,7 @@ def test_flags_and_environment_are_checked_too(
 ) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    code, err = _run(["run", "--repo", str(tmp_path / "r.git"), *flags], capsys)
+    code, err = run_cli(["run", "--repo", str(tmp_path / "r.git"), *flags], capsys)
     assert (code, err.count("\n")) == (2, 1), err
     assert err.startswith(expected)
 
@@ -134,13 +125,13 @@ def test_a_password_in_the_remote_url_is_refused_without_showing_it(
 ) -> None:
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(f"git: {{remote: {{url: '{url}'}}}}\n")
-    code, err = _run(["normalize", str(objects), "--config", str(cfg)], capsys)
+    code, err = run_cli(["normalize", str(objects), "--config", str(cfg)], capsys)
     assert (code, err.count("\n")) == (2, 1), err
     assert f"{cfg}: git.remote.url: a password in the URL is refused" in err
     assert "password_file" in err
     assert _TOKEN not in err
 
-    code, err = _run(["run", "--repo", str(tmp_path / "r.git"), "--remote", url], capsys)
+    code, err = run_cli(["run", "--repo", str(tmp_path / "r.git"), "--remote", url], capsys)
     assert (code, err.count("\n")) == (2, 1), err
     assert err.startswith("kube2git: error: --remote: git.remote.url: a password in the URL")
     assert _TOKEN not in err
@@ -174,7 +165,7 @@ def test_credentials_for_a_plain_http_remote_need_the_insecure_switch(
     cfg = tmp_path / "cfg.yaml"
     remote = "url: 'http://git.example.com/ops/backup.git'"
     cfg.write_text(f"git: {{remote: {{{remote}, https: {https}}}}}\n")
-    code, err = _run(["normalize", str(objects), "--config", str(cfg)], capsys)
+    code, err = run_cli(["normalize", str(objects), "--config", str(cfg)], capsys)
     assert (code, err.count("\n")) == (2, 1), err
     assert f"{cfg}: git.remote.url: credentials are not sent over plain http://" in err
     assert "git.remote.https.allow_insecure_http" in err

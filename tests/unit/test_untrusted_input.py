@@ -17,14 +17,7 @@ from hypothesis import strategies as st
 from exporter import untrusted
 from exporter.cli import main
 from exporter.layout import NAME_MAX, ObjectKey
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # argparse's own exits
-        code = int(exit_.code or 0)
-    return code, capsys.readouterr().err
+from tests.unit.cli import run_cli
 
 
 def _files_under(root: Path) -> set[Path]:
@@ -68,7 +61,7 @@ def test_out_never_writes_outside_its_folder(
     source.write_text(json.dumps(body))
     out = tmp_path / "deep" / "er" / "out"
     before = _files_under(tmp_path)
-    code, err = _run(["normalize", str(source), "--out", str(out)], capsys)
+    code, err = run_cli(["normalize", str(source), "--out", str(out)], capsys)
     assert (code, err.count("\n")) == (2, 1), err
     assert f"{source}: document 1: {expected}" in err
     assert "Traceback" not in err
@@ -86,7 +79,7 @@ def test_out_refuses_a_symlink_that_leads_outside(
     (out / "namespaces" / "shop").symlink_to(outside, target_is_directory=True)
     source = tmp_path / "in.json"
     source.write_text(json.dumps(_object(metadata__namespace="shop")))
-    code, err = _run(["normalize", str(source), "--out", str(out)], capsys)
+    code, err = run_cli(["normalize", str(source), "--out", str(out)], capsys)
     assert code == 2
     assert "namespaces/shop/configmaps/a.yaml: resolves outside" in err
     assert err.count("\n") == 1
@@ -100,7 +93,7 @@ def test_out_reports_an_unwritable_folder_in_one_line(
     blocker.write_text("a file where the folder should be")
     source = tmp_path / "in.json"
     source.write_text(json.dumps(_object()))
-    code, err = _run(["normalize", str(source), "--out", str(blocker)], capsys)
+    code, err = run_cli(["normalize", str(source), "--out", str(blocker)], capsys)
     assert code == 2
     assert err.startswith(f"kube2git: error: {blocker}: cannot write: ")
     assert err.count("\n") == 1
@@ -114,7 +107,7 @@ def test_the_longest_valid_name_is_written_in_file_name_limits(
     source = tmp_path / "in.json"
     source.write_text(json.dumps(_object(metadata__name=name, metadata__namespace="shop")))
     out = tmp_path / "out"
-    code, err = _run(["normalize", str(source), "--out", str(out)], capsys)
+    code, err = run_cli(["normalize", str(source), "--out", str(out)], capsys)
     assert code == 0, err
     [written] = list(out.rglob("*.yaml"))
     relative = written.relative_to(out).as_posix()
@@ -182,7 +175,7 @@ def test_malformed_shapes_are_one_line_naming_file_document_and_field(
     source = tmp_path / "in.yaml"
     source.write_text(text)
     for out in ([], ["--out", str(tmp_path / "out")]):
-        code, err = _run(["normalize", str(source), *out], capsys)
+        code, err = run_cli(["normalize", str(source), *out], capsys)
         assert (code, err.count("\n")) == (2, 1), err
         assert f"kube2git: error: {source}: {expected}" in err
     assert not (tmp_path / "out").exists()
@@ -219,7 +212,7 @@ def test_bombs_and_deep_nesting_are_refused_before_they_expand(
     """A billion laughs is 10**9 strings: refused while counting, within the test's timeout."""
     source = tmp_path / "in.yaml"
     source.write_text(text)
-    code, err = _run(["normalize", str(source)], capsys)
+    code, err = run_cli(["normalize", str(source)], capsys)
     assert (code, err.count("\n")) == (2, 1), err
     assert f"kube2git: error: {source}: {expected}" in err
 
@@ -249,5 +242,5 @@ def test_an_input_over_the_size_limit_is_refused_unread(
     monkeypatch.setattr(untrusted, "MAX_INPUT_BYTES", 1 << 20)
     source = tmp_path / "in.yaml"
     source.write_text(json.dumps(_object()) + " " * (1 << 20))
-    code, err = _run(["normalize", str(source)], capsys)
+    code, err = run_cli(["normalize", str(source)], capsys)
     assert (code, err) == (2, f"kube2git: error: {source}: larger than 1 MiB\n")
