@@ -26,6 +26,7 @@ from exporter.attribution import AuditWebhookError
 from exporter.config import (
     ConfigError,
     Settings,
+    fleet_member,
     load_identities,
     load_settings,
     make_pipeline,
@@ -107,6 +108,7 @@ _SETTING_FLAGS = {
     "--remote": "git.remote.url",
     "--kubeconfig": "cluster.kubeconfig",
     "--context": "cluster.context",
+    "--cluster-name": "cluster.name",
     "--listen": "run.listen",
 }
 _FLAG_HELP = {
@@ -115,6 +117,11 @@ _FLAG_HELP = {
     "--remote": "remote URL to push the branch to",
     "--kubeconfig": "kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)",
     "--context": "kubeconfig context (default: the current one)",
+    "--cluster-name": (
+        "the cluster's folder clusters/NAME/ in a fleet repository (git.layout: fleet; "
+        "default: the kubeconfig context's name); diff and restore read that folder "
+        "whenever it is given"
+    ),
     "--listen": "address of /healthz, /readyz, /metrics (default 0.0.0.0:8080; '' disables)",
 }
 
@@ -195,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
             "when a type RBAC permits could not be read (after committing the rest)."
         ),
     )
-    _add_setting_flags(snap, "--repo", "--branch", "--kubeconfig", "--context")
+    _add_setting_flags(snap, "--repo", "--branch", "--kubeconfig", "--context", "--cluster-name")
     _add_config(snap)
     snap.set_defaults(handler=_snapshot)
 
@@ -210,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _add_setting_flags(
-        run, "--repo", "--branch", "--remote", "--kubeconfig", "--context", "--listen"
+        run,
+        *("--repo", "--branch", "--remote", "--kubeconfig", "--context", "--cluster-name"),
+        "--listen",
     )
     _add_config(run)
     run.set_defaults(handler=_run)
@@ -227,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     diff.add_argument("refs", nargs="*", metavar="REF", help="REF1 REF2: compare two points")
-    _add_setting_flags(diff, "--repo", "--branch", "--kubeconfig", "--context")
+    _add_setting_flags(diff, "--repo", "--branch", "--kubeconfig", "--context", "--cluster-name")
     _add_config(diff)
     _add_point_flags(diff)
     _add_scope_flags(diff)
@@ -276,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
             "push: the exporter replays its own commits on top)."
         ),
     )
-    _add_setting_flags(rekey, "--repo", "--branch")
+    _add_setting_flags(rekey, "--repo", "--branch", "--cluster-name")
     _add_config(rekey)
     rekey.set_defaults(handler=_rekey)
 
@@ -292,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
             "restored or reported as not restorable, 1 some failed, 2 user error."
         ),
     )
-    _add_setting_flags(restore, "--repo", "--branch", "--kubeconfig", "--context")
+    _add_setting_flags(restore, "--repo", "--branch", "--kubeconfig", "--context", "--cluster-name")
     _add_config(restore)
     _add_point_flags(restore)
     _add_scope_flags(restore)
@@ -453,6 +462,14 @@ class _ProgressLine:
         print("\r\x1b[K", end="", file=self._stream, flush=True)  # type: ignore[call-overload]
 
 
+def _open_store(repo: str, settings: Settings) -> GitStore:
+    """The backup branch for writing: in a fleet repository, this cluster's folder only."""
+    scope, _cluster = fleet_member(settings)
+    if not scope.everything:
+        raise UserError("git.layout: fleet is read by diff and restore only in this build")
+    return GitStore(repo, settings=settings.git, audit=settings.audit)
+
+
 def _require_repo(settings: Settings) -> str:
     if not settings.repo:
         raise UserError("--repo is required (or KUBE2GIT_REPO, or repo: in the config file)")
@@ -468,7 +485,7 @@ def _snapshot(_args: argparse.Namespace, settings: Settings) -> int:
     branch = _BranchFiles()
     pipeline = make_pipeline(settings, hpa_index=hpa_index, previous=branch)
     progress = _ProgressLine(sys.stderr) if sys.stderr.isatty() else None
-    store = branch.store = GitStore(repo, settings=settings.git, audit=settings.audit)
+    store = branch.store = _open_store(repo, settings)
     try:
         index = store.index()
 
@@ -519,7 +536,7 @@ def _run(_args: argparse.Namespace, settings: Settings) -> int:
     hpa_index = HpaIndex()
     branch = _BranchFiles()
     pipeline = make_pipeline(settings, hpa_index=hpa_index, previous=branch)
-    store = branch.store = GitStore(repo, settings=settings.git, audit=settings.audit)
+    store = branch.store = _open_store(repo, settings)
     structlog.get_logger("kube2git").info("starting", version=__version__, commit=build_commit())
 
     async def follow() -> None:
@@ -556,6 +573,14 @@ def _parse_time(text: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def _branch_reader(repo: str, settings: Settings, args: argparse.Namespace) -> BranchReader:
+    """The backup branch as ``diff`` and ``restore`` read it: in a fleet repository (or when a
+    cluster name is given), only that cluster's folder, named as the plain layout."""
+    given = getattr(args, "cluster__name", None) is not None
+    scope, _ = fleet_member(settings, fleet=given)
+    return BranchReader(repo, branch=settings.git.branch, scope=scope)
+
+
 def _point(reader: BranchReader, args: argparse.Namespace) -> TreeAt:
     """The backup's tree at --ref, at --at, or at the branch tip."""
     if args.at:
@@ -582,7 +607,7 @@ def _diff(args: argparse.Namespace, settings: Settings) -> int:
     scope = Scope(tuple(args.namespace), tuple(args.type))
     if args.refs and (len(args.refs) != 2 or args.ref or args.at):
         raise UserError("diff takes two points (REF1 REF2), or --ref/--at against the cluster")
-    with BranchReader(repo, branch=settings.git.branch) as reader:
+    with _branch_reader(repo, settings, args) as reader:
         if args.refs:
             result = diff_points(
                 reader, reader.at_ref(args.refs[0]), reader.at_ref(args.refs[1]), scope=scope
@@ -634,7 +659,7 @@ def _rekey(_args: argparse.Namespace, settings: Settings) -> int:
     identities = load_identities(settings, required=True)
     if not Path(repo).exists():
         raise UserError(f"{repo}: no such repository")
-    store = GitStore(repo, settings=settings.git, audit=settings.audit)
+    store = _open_store(repo, settings)
     try:
         changes: list[Change] = []
         for path in sorted(store.index()):
@@ -702,7 +727,7 @@ def _restore(args: argparse.Namespace, settings: Settings) -> int:
     scope = Scope(tuple(args.namespace), tuple(args.type))
     identities = load_identities(settings, required=False)
     progress = _StageProgress(sys.stderr) if sys.stderr.isatty() else None
-    with BranchReader(repo, branch=settings.git.branch) as reader:
+    with _branch_reader(repo, settings, args) as reader:
         point = _point(reader, args)
         hpa_index = HpaIndex()
         pipeline = make_pipeline(settings, hpa_index=hpa_index, previous=point_files(reader, point))

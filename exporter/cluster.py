@@ -31,7 +31,6 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Self
 
 import aiohttp
@@ -40,7 +39,7 @@ import structlog
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
-from exporter.config import ClusterSettings, ListMode
+from exporter.config import ClusterSettings, ListMode, kubeconfig_path
 from exporter.layout import ObjectKey
 
 log = structlog.get_logger()
@@ -242,7 +241,7 @@ class Cluster:
         configuration = k8s_client.Configuration()
         kubeconfig = settings.kubeconfig or os.environ.get("KUBECONFIG", "")
         in_cluster = not kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST")
-        path = _kubeconfig_path(kubeconfig)
+        path = kubeconfig_path(kubeconfig)
         if not in_cluster and not path.is_file():
             raise KubeconfigError(f"{path}: kubeconfig not found")
         try:
@@ -607,12 +606,6 @@ async def _raise_for(response: aiohttp.ClientResponse, path: str) -> None:
             429, message, path=path, retry_after=_retry_after(response.headers.get("Retry-After"))
         )
     raise _ERRORS.get(response.status, ApiError)(response.status, message, path=path)
-
-
-def _kubeconfig_path(kubeconfig: str) -> Path:
-    """The first file of a ``KUBECONFIG``-style list, or ``~/.kube/config``."""
-    first = kubeconfig.split(os.pathsep, maxsplit=1)[0] if kubeconfig else "~/.kube/config"
-    return Path(first).expanduser()
 
 
 def _retry_after(header: str | None) -> float | None:

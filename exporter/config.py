@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from exporter.attribution import AuditSettings
-from exporter.gitstore.settings import GitSettings, RemoteSettings
+from exporter.gitstore.ownership import Ownership
+from exporter.gitstore.settings import GitSettings, Layout, RemoteSettings
 from exporter.sops.format import SopsError, SopsKeyError, parse_identities
 from exporter.sops.sealer import PreviousFile, SecretSealer
 from exporter.untrusted import InputError, json_shaped, load_yaml, read_text
@@ -92,6 +93,12 @@ class ClusterSettings:
     else ``~/.kube/config``."""
     context: str = ""
     """Kubeconfig context; empty: the current context."""
+    name: str = ""
+    """This cluster's name in a fleet repository (``git.layout: fleet``): its files live under
+    ``clusters/<name>/``, and commit subjects and a ``Cluster:`` trailer name it. Letters,
+    digits, ``.``, ``_`` and ``-``, starting and ending with a letter or digit, at most 63
+    characters. Empty: the kubeconfig context's name (``cluster.context``, else the current
+    context); in a pod, without a kubeconfig, it must be set."""
     qps: float = 20.0
     """Client-side request rate limit (requests per second on average)."""
     burst: int = 30
@@ -452,9 +459,24 @@ def plain_http_problem(remote: RemoteSettings) -> str | None:
     return None
 
 
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+
+
+def cluster_name_problem(name: object) -> str | None:
+    """A cluster name becomes a folder of the branch and a word of every commit subject: one
+    safe path segment (no ``/``, no ``..``, nothing a shell or a file system treats apart)."""
+    if name == "" or _CLUSTER_NAME.fullmatch(str(name)):
+        return None
+    return (
+        "must be a safe folder name: letters, digits, '.', '_' and '-', starting and ending "
+        "with a letter or digit, at most 63 characters"
+    )
+
+
 _FORMATS: dict[str, Callable[[object], str | None]] = {
     "run.listen": _listen_problem,
     "git.remote.url": _url_problem,
+    "cluster.name": cluster_name_problem,
 }
 
 
@@ -526,6 +548,63 @@ def check_settings(settings: Settings, *, source: str) -> Settings:
             f"run.leader_election.lease_duration ({election.lease_duration:g})"
         )
     return settings
+
+
+def kubeconfig_path(kubeconfig: str) -> Path:
+    """The first file of a ``KUBECONFIG``-style list, or ``~/.kube/config``."""
+    first = kubeconfig.split(os.pathsep, maxsplit=1)[0] if kubeconfig else "~/.kube/config"
+    return Path(first).expanduser()
+
+
+def kubeconfig_context(cluster: ClusterSettings) -> str | None:
+    """The name of the kubeconfig context kube2git connects through (``cluster.context``, else
+    the file's ``current-context``); ``None`` in a pod without a kubeconfig, or when no file
+    or no current context is there."""
+    if cluster.context:
+        return cluster.context
+    kubeconfig = cluster.kubeconfig or os.environ.get("KUBECONFIG", "")
+    if not kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return None
+    path = kubeconfig_path(kubeconfig)
+    if not path.is_file():
+        return None
+    try:
+        documents = list(load_yaml(str(path), read_text(str(path))))
+    except InputError as error:
+        raise ConfigError(str(error)) from None
+    document = documents[0] if documents else None
+    current = document.get("current-context") if isinstance(document, Mapping) else None
+    return current if isinstance(current, str) and current else None
+
+
+def fleet_cluster_name(settings: Settings) -> str:
+    """The name of this cluster in a fleet repository: ``cluster.name``, else the kubeconfig
+    context's name; a :class:`ConfigError` when there is none or it is not a safe folder."""
+    if settings.cluster.name:
+        return settings.cluster.name
+    context = kubeconfig_context(settings.cluster)
+    if context is None:
+        raise ConfigError(
+            "cluster.name: git.layout fleet needs the cluster's name and no kubeconfig "
+            "context names it: set --cluster-name (or cluster.name, KUBE2GIT_CLUSTER_NAME)"
+        )
+    problem = cluster_name_problem(context)
+    if problem is not None:
+        raise ConfigError(
+            f"cluster.name: the kubeconfig context {context!r} cannot be the cluster's folder "
+            f"(a cluster name {problem}): set --cluster-name"
+        )
+    return context
+
+
+def fleet_member(settings: Settings, *, fleet: bool = False) -> tuple[Ownership, str]:
+    """What this instance owns of the branch, and its cluster name for commit messages:
+    ``clusters/<name>/`` and the name with ``git.layout: fleet`` (or ``fleet``), else the
+    whole branch and ``""``."""
+    if settings.git.layout is not Layout.FLEET and not fleet:
+        return Ownership(), ""
+    name = fleet_cluster_name(settings)
+    return Ownership.fleet(name), name
 
 
 def _reason(error: BaseException) -> str:

@@ -27,6 +27,7 @@ from exporter.gitstore.errors import (
 from exporter.gitstore.settings import (
     GitSettings,
     HttpsSettings,
+    Layout,
     PackSettings,
     RemoteSettings,
     SigningSettings,
@@ -48,6 +49,7 @@ __all__ = [
     "HostKeyUnknown",
     "HttpsSettings",
     "InsecureTransport",
+    "Layout",
     "NotLeading",
     "PackSettings",
     "PointNotFound",

@@ -242,8 +242,14 @@ def _scope(key: ObjectKey) -> str:
 _ACTION_ORDER = {"modified": 0, "added": 1, "deleted": 2}
 
 
-def build_subject(changes: Sequence[ObjectChange]) -> str:
-    """Name the objects when they fit on one line (modifications first), else count them."""
+def build_subject(changes: Sequence[ObjectChange], *, cluster: str = "") -> str:
+    """Name the objects when they fit on one line (modifications first), else count them; in
+    a fleet repository the subject starts with the cluster's name (``prod: shop: …``)."""
+    lead = f"{cluster}: " if cluster else ""
+    return lead + _subject(changes, SUBJECT_MAX - len(lead))
+
+
+def _subject(changes: Sequence[ObjectChange], room: int) -> str:
     changes = sorted(changes, key=lambda c: (_ACTION_ORDER[c.action], c.key.path))
     scopes = {_scope(c.key) for c in changes}
     if len(scopes) == 1:
@@ -252,7 +258,7 @@ def build_subject(changes: Sequence[ObjectChange]) -> str:
         subject = f"{scope}: {named}"
     else:
         subject = ", ".join(f"{c.kind} {_where(c.key)} {c.action}" for c in changes)
-    if len(subject) <= SUBJECT_MAX:
+    if len(subject) <= room:
         return subject
     counts = Counter(c.action for c in changes)
     actions = ", ".join(f"{counts[a]} {a}" for a in ("added", "modified", "deleted") if counts[a])
@@ -273,17 +279,19 @@ def build_message(
     change_kind: ChangeKind = ChangeKind.UNKNOWN,
     max_objects: int = 500,
     max_fields: int = 20,
+    cluster: str = "",
 ) -> CommitMessage:
     """The commit message for one actor's effective changes (at least one).
 
     Trailers: ``Attribution:`` (how the author is known), ``Change-Kind:``, the field managers
     involved (most changes first, ties to who acted last), the newest resourceVersion, and
-    ``Observed-After-Gap:`` when actor and order are unknown.
+    ``Observed-After-Gap:`` when actor and order are unknown, and ``Cluster:`` in a fleet
+    repository (``cluster``: this cluster's name, which also starts the subject).
     """
     if not changes:
         raise ValueError("a commit message needs at least one change")
     ordered = sorted(changes, key=lambda c: c.key.path)
-    subject = build_subject(ordered)
+    subject = build_subject(ordered, cluster=cluster)
     lines: list[str] = []
     for change in ordered[:max_objects]:
         line = f"{change.action} {change.kind} {_where(change.key)}"
@@ -307,7 +315,8 @@ def build_message(
     # most common first; ties go to the manager that acted last
     ranked = sorted(managers, key=lambda name: (-managers[name], _neg(newest[name]), name))
 
-    trailers = [
+    trailers = [f"Cluster: {cluster}"] if cluster else []
+    trailers += [
         f"Attribution: {actor.attribution.value}",
         f"Change-Kind: {change_kind.value}",
     ]

@@ -3,7 +3,9 @@
 A :class:`BranchReader` takes no writer lock, so it can read a repository that a running
 ``kube2git run`` keeps writing to: it only reads objects and refs, which libgit2 replaces by
 rename. A point is a ref (branch, tag, commit id, ``kube2git~3``) or a time: the last commit of
-the branch's first-parent history at or before it.
+the branch's first-parent history at or before it. In a fleet repository a reader sees one
+cluster's folder (its :class:`~exporter.gitstore.ownership.Ownership`), with the layout's
+paths as if that folder were the root.
 
 Errors: :class:`PointNotFound` (a :class:`~exporter.gitstore.errors.GitStoreError`) when the
 ref, the time or the repository does not exist: a user error.
@@ -22,6 +24,7 @@ from typing import Self
 import pygit2
 
 from exporter.gitstore.errors import GitStoreError, PointNotFound
+from exporter.gitstore.ownership import Ownership
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +47,12 @@ class TreeAt:
 class BranchReader:
     """Read-only access to the backup repository's history; use as a context manager."""
 
-    def __init__(self, path: str | os.PathLike[str], *, branch: str) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, branch: str, scope: Ownership | None = None
+    ) -> None:
         self.path = Path(path)
         self._branch = branch
+        self._scope = scope or Ownership()
         if not (self.path / "HEAD").is_file():
             raise PointNotFound(f"{self.path}: no such repository")
         try:
@@ -101,9 +107,25 @@ class BranchReader:
         return blob.data
 
     def _tree_at(self, commit: pygit2.Commit) -> TreeAt:
-        files = dict(_walk(commit.tree, ""))
+        files = dict(owned_files(commit.tree, self._scope))
         when = datetime.fromtimestamp(commit.commit_time, tz=UTC)
         return TreeAt(str(commit.id), when, files)
+
+
+def owned_files(root: pygit2.Tree, scope: Ownership) -> Iterator[tuple[str, str]]:
+    """``(path, blob id)`` of the files of ``root`` that ``scope`` owns, paths as its layout
+    names them; only the owned folder is walked."""
+    tree: pygit2.Object | None = root
+    if scope.prefix:
+        try:
+            tree = root[scope.prefix.rstrip("/")]
+        except KeyError:
+            return
+    if not isinstance(tree, pygit2.Tree):
+        return
+    for path, blob in _walk(tree, ""):
+        if scope.types is None or scope.owns(scope.prefix + path):
+            yield path, blob
 
 
 def _walk(tree: pygit2.Tree, prefix: str) -> Iterator[tuple[str, str]]:

@@ -6,6 +6,7 @@ holds one, and the store reads it only when it talks to the remote.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 
@@ -106,12 +107,28 @@ class SigningSettings:
     signers file accepts it. ``""``: commits are not signed."""
 
 
+class Layout(enum.Enum):
+    """Where the layout of one cluster starts in the branch."""
+
+    DEFAULT = "default"
+    """At the root: ``cluster/…`` and ``namespaces/…`` (one cluster per branch)."""
+    FLEET = "fleet"
+    """Under ``clusters/<cluster.name>/``: several clusters share one branch, each writing
+    only below its own folder."""
+
+
 @dataclass(frozen=True, slots=True)
 class GitSettings:
     """The git store: repository, branch, identities, commit messages, packing and push."""
 
     branch: str = "kube2git"
     """The backup branch the exporter commits to (a short name, without ``refs/heads/``)."""
+    layout: Layout = Layout.DEFAULT
+    """``default`` (the layout at the root of the branch) or ``fleet``: every file under
+    ``clusters/<cluster.name>/``, commit subjects starting with the cluster name and a
+    ``Cluster:`` trailer, so one branch of one remote can back up many clusters, each
+    instance writing and deleting only below its own folder (docs/operations.md, "Many
+    clusters, one repository")."""
     author_name: str = "kube2git"
     """Name of the exporter's identity: the committer always, the author when no field manager
     is known."""

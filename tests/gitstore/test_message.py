@@ -183,3 +183,23 @@ def test_subject_across_namespaces_and_cluster_scope() -> None:
     assert build_subject(
         [ObjectChange("added", other, "ConfigMap"), ObjectChange("modified", WEB, "Deployment")]
     ) == ("Deployment shop/web modified, ConfigMap kube-system/x added")
+
+
+def test_in_a_fleet_the_subject_starts_with_the_cluster_and_a_trailer_names_it() -> None:
+    message = build_message(
+        [ObjectChange("deleted", SCRIPTS, "ConfigMap")], actor=EDITOR, cluster="prod-eu"
+    )
+    assert message.subject == "prod-eu: shop: ConfigMap scripts deleted"
+    trailers = message.text.split("\n\n")[-1].splitlines()
+    assert trailers[0] == "Cluster: prod-eu"
+
+
+def test_a_cluster_name_counts_against_the_subject_length() -> None:
+    changes = [
+        ObjectChange("added", ObjectKey("", "configmaps", "shop", f"web-{i}"), "ConfigMap")
+        for i in range(2)
+    ]
+    assert build_subject(changes) == "shop: ConfigMap web-0 added, ConfigMap web-1 added"
+    named = build_subject(changes, cluster="a-rather-long-cluster-name")
+    assert named == "a-rather-long-cluster-name: shop: 2 objects: 2 added"
+    assert len(named) <= 72

@@ -204,3 +204,49 @@ def test_reading_needs_no_writer_lock(history: tuple[Path, list[str]]) -> None:
         tip = reader.at_ref()
         assert tip.commit == commits[2]
         assert reader.read(tip.files[CM]).startswith(b"apiVersion: v1\n")
+
+
+def test_in_a_fleet_repository_diff_reads_one_clusters_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--cluster-name`` (or ``git.layout: fleet``) reads ``clusters/<name>/`` as the layout:
+    the other clusters' files and anything at the root are not part of it."""
+    work = tmp_path / "work"
+    subprocess.run(["git", "init", "-q", "-b", "kube2git", str(work)], check=True)
+    first = _commit(
+        work,
+        1_000_000,
+        {
+            f"clusters/prod/{CM}": _configmap("shop", "settings", "blue"),
+            f"clusters/staging/{CM}": _configmap("shop", "settings", "red"),
+            CM: _configmap("shop", "settings", "old"),
+        },
+    )
+    second = _commit(
+        work,
+        1_000_100,
+        {
+            f"clusters/prod/{CM}": _configmap("shop", "settings", "green"),
+            f"clusters/staging/{CM}": None,
+            f"clusters/staging/{OTHER_NS}": _configmap("lab", "probe", "x"),
+            CM: None,
+        },
+    )
+    repo = tmp_path / "fleet.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(repo)], check=True)
+
+    assert main(["diff", "--repo", str(repo), "--cluster-name", "prod", first, second]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert f"changed {CM} (.data.colour)" in lines
+    assert lines[-1].startswith("1 changed, 0 added, 0 removed")
+
+    config = tmp_path / "fleet.yaml"
+    config.write_text("git: {layout: fleet}\ncluster: {name: staging}\n")
+    assert main(["diff", "--repo", str(repo), "--config", str(config), first, second]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert f"removed {CM}" in lines
+    assert f"added {OTHER_NS}" in lines
+    assert lines[-1].startswith("0 changed, 1 added, 1 removed")
+
+    assert main(["diff", "--repo", str(repo), "--cluster-name", "dev", first, second]) == 0
+    assert capsys.readouterr().out.startswith("0 changed, 0 added, 0 removed")
