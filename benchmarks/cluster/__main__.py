@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -47,6 +45,7 @@ from benchmarks.cluster.workload import (
     plan,
     storm,
 )
+from benchmarks.machine import machine
 from tests.cluster import control_plane
 from tests.cluster.build import ensure_built
 from tests.deploy.tools import ensure_sops
@@ -61,25 +60,6 @@ DEFAULTS = {  # storm seconds, restart-scenario seconds
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def machine() -> dict[str, Any]:
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    return {
-        "nproc": os.cpu_count(),
-        "memory_gib": round(mem_kb / 2**20, 1),
-        "cpu": cpu,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-    }
 
 
 @contextlib.contextmanager
