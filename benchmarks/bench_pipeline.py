@@ -1,39 +1,75 @@
 """The offline pipeline (normalize + serialize + store) against the physical floor, in one run.
 
 kube2git: parse the JSON an API server returns (orjson), the default filter pipeline, the
-normalized YAML emitter, and one git-store commit of every object (blobs, trees, commit) in a
-fresh bare repository. Floor: orjson parse + orjson serialization of the same objects and git
-blob hashing of the same bytes (sha1 over ``blob <len>\\0`` + data); no filtering, no YAML, no
-trees, no disk. Prints seconds, objects per second and the ratios.
+normalized YAML emitter, and one git-store commit of every object (blobs, trees, commit) into
+an empty branch of a fresh bare repository, object after object as ``kube2git snapshot`` and
+``run``'s initial sync do (``exporter.sync``): the changes are marked as an initial capture,
+and only the objects a commit message can name keep their parsed body. Floor: orjson parse +
+orjson serialization of the same objects and git blob hashing of the same bytes (sha1 over
+``blob <len>\\0`` + data); no filtering, no YAML, no trees, no disk.
 
-    python -m benchmarks.bench_pipeline [--objects 100000]
+Then one changed object committed into that branch, once packed (as ``run`` packs it after a
+large commit): the git store against the git CLI on a copy of the same packed repository. The
+CLI does what the store does, without a work tree: ``hash-object -w``, ``update-index
+--cacheinfo`` on an index primed beforehand with ``read-tree`` (not timed), ``write-tree``,
+``commit-tree``, ``update-ref``; git's fastest way to commit one file, and fairer to git than
+``git add`` + ``git commit``, which also refresh a work tree of 100,000 files.
+
+Prints seconds, objects per second and every ratio; ``--json FILE`` writes them too.
+``--repeat N`` runs everything N times and reports the medians (the machine is shared).
+
+    python -m benchmarks.bench_pipeline [--objects 100000] [--commits 20] [--repeat 1]
+        [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import os
+import platform
+import random
 import shutil
+import statistics
+import subprocess
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import structlog
 
-from benchmarks.objects import deployments
+from benchmarks.objects import deployment, deployments
 from exporter.gitstore import GitSettings, GitStore, PackSettings
 from exporter.layout import ObjectKey
-from exporter.messages import Upsert, field_managers
+from exporter.messages import Gap, Upsert, field_managers
 from exporter.serializer import dump_bytes
 from filters import HpaIndex, Policy, Skip, build_pipeline
+
+PIPELINE_GOAL = 4.0
+"""kube2git end to end at most this many times slower than the floor (issue 15)."""
+SINGLE_CHANGE_GOAL = 2.5
+"""One changed object committed at least this many times faster than the git CLI."""
+BRANCH = "kube2git"
+GIT_ENV = {
+    **os.environ,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.com",
+}
 
 
 def _blob_id(data: bytes) -> bytes:
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).digest()
 
 
-def floor(raw: list[bytes]) -> tuple[float, float]:
+def floor(raw: list[bytes]) -> dict[str, float]:
     """Seconds for (parse + orjson dumps, blob hashing) of the same objects."""
     start = time.perf_counter()
     serialized = [orjson.dumps(orjson.loads(r), option=orjson.OPT_SORT_KEYS) for r in raw]
@@ -41,67 +77,241 @@ def floor(raw: list[bytes]) -> tuple[float, float]:
     start = time.perf_counter()
     for data in serialized:
         _blob_id(data)
-    return serialize, time.perf_counter() - start
+    return {"parse_dumps": serialize, "hashing": time.perf_counter() - start}
 
 
-def kube2git(raw: list[bytes], repo: Path) -> tuple[float, float, float, int]:
-    """Seconds for (parse + filters, YAML serializer, git store commit) and objects kept."""
+def _key(body: dict[str, Any]) -> ObjectKey:
+    meta = body["metadata"]
+    return ObjectKey("apps", "deployments", meta.get("namespace"), meta["name"])
+
+
+def kube2git(raw: list[bytes], repo: Path, details: int) -> tuple[dict[str, float], int]:
+    """Seconds per stage (parse + filters, YAML, git store commit) and the objects kept.
+
+    Objects flow one at a time, as in ``exporter.sync``; the first ``details`` keep their body
+    and field managers for the commit message (``git.message_max_objects``), the rest do not.
+    """
     pipeline = build_pipeline(Policy(), hpa_index=HpaIndex())
-    start = time.perf_counter()
-    kept = []
+    clock = time.perf_counter
+    filtering = serialize = 0.0
+    changes = []
     for r in raw:
+        started = clock()
         body = orjson.loads(r)
         managers = field_managers(body)
         out = pipeline(body)
-        if not isinstance(out, Skip):
-            kept.append((out, managers))
-    filtering = time.perf_counter() - start
-    start = time.perf_counter()
-    changes = []
-    for body, managers in kept:
-        meta = body["metadata"]
-        key = ObjectKey("apps", "deployments", meta.get("namespace"), meta["name"])
-        changes.append(Upsert(key, body["kind"], dump_bytes(body), body, managers))
-    serialize = time.perf_counter() - start
-    start = time.perf_counter()
+        filtered = clock()
+        filtering += filtered - started
+        if isinstance(out, Skip):
+            continue
+        key, content = _key(out), dump_bytes(out)
+        if len(changes) >= details:
+            out, managers = {}, ()
+        changes.append(Upsert(key, "Deployment", content, out, managers, gap=Gap.INITIAL_CAPTURE))
+        serialize += clock() - filtered
+    start = clock()
     settings = GitSettings(pack=PackSettings(automatic=False))
     with GitStore(repo, settings=settings) as store:
         store.commit(changes)
-    store_seconds = time.perf_counter() - start
-    return filtering, serialize, store_seconds, len(changes)
+    stages = {"filters": filtering, "yaml": serialize, "store": clock() - start}
+    return stages, len(changes)
+
+
+def _git(*args: str, git_dir: Path, stdin: bytes | None = None) -> str:
+    done = subprocess.run(
+        ["git", f"--git-dir={git_dir}", *args],
+        input=stdin,
+        env={**GIT_ENV, "GIT_INDEX_FILE": str(git_dir / "bench-index")},
+        check=True,
+        capture_output=True,
+    )
+    return done.stdout.decode().strip()
+
+
+def _edits(n: int, commits: int) -> list[Upsert]:
+    """``commits`` changed objects of the branch (a new image), each as the watcher sees it."""
+    pipeline = build_pipeline(Policy(), hpa_index=HpaIndex())
+    rng = random.Random(11)
+    edits = []
+    for step in range(commits):
+        body = deployment((step * 7919) % n, rng)
+        body["spec"]["template"]["spec"]["containers"][0]["image"] = f"registry/edit:{step}"
+        managers = field_managers(body)
+        out = pipeline(body)
+        assert not isinstance(out, Skip)
+        edits.append(Upsert(_key(out), "Deployment", dump_bytes(out), out, managers, str(step)))
+    return edits
+
+
+def single_change(repo: Path, n: int, commits: int) -> dict[str, float]:
+    """Seconds per one-object commit into the packed branch: the git store, then the git CLI
+    on a copy of the same packed repository."""
+    with GitStore(repo, settings=GitSettings(pack=PackSettings(automatic=False))) as store:
+        started = time.perf_counter()
+        store.pack(full=True)  # what ``run`` does after a large commit
+        packing = time.perf_counter() - started
+    copy = repo.with_name("cli.git")
+    shutil.copytree(repo, copy)
+    edits = _edits(n, commits)
+    with GitStore(repo) as store:
+        started = time.perf_counter()
+        for edit in edits:
+            store.commit([edit])
+        ours = (time.perf_counter() - started) / commits
+    _git("read-tree", BRANCH, git_dir=copy)  # the primed index a CLI user would have
+    started = time.perf_counter()
+    for edit in edits:
+        blob = _git("hash-object", "-w", "--stdin", git_dir=copy, stdin=edit.content)
+        _git("update-index", "--cacheinfo", f"100644,{blob},{edit.key.path}", git_dir=copy)
+        tree = _git("write-tree", git_dir=copy)
+        parent = _git("rev-parse", BRANCH, git_dir=copy)
+        commit = _git("commit-tree", tree, "-p", parent, "-m", edit.key.path, git_dir=copy)
+        _git("update-ref", f"refs/heads/{BRANCH}", commit, parent, git_dir=copy)
+    cli = (time.perf_counter() - started) / commits
+    for git_dir in (repo, copy):
+        _git("fsck", "--no-progress", git_dir=git_dir)
+    return {"pack": packing, "kube2git": ours, "git_cli": cli}
+
+
+def run_once(raw: list[bytes], commits: int, details: int) -> dict[str, Any]:
+    """One measurement of everything; seconds and ratios."""
+    n = len(raw)
+    f = floor(raw)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    try:
+        k, kept = kube2git(raw, tmp / "repo.git", details)
+        single = single_change(tmp / "repo.git", n, commits) if commits else {}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    f_total, k_total = sum(f.values()), sum(k.values())
+    ratios = {
+        "pipeline_vs_floor": k_total / f_total,
+        "yaml_vs_floor_parse_dumps": k["yaml"] / f["parse_dumps"],
+        "store_vs_hashing": k["store"] / f["hashing"],
+    }
+    if single:
+        ratios["git_cli_vs_kube2git_single_change"] = single["git_cli"] / single["kube2git"]
+    return {
+        "floor_seconds": f,
+        "kube2git_seconds": k,
+        "kept": kept,
+        "single_change_seconds": single,
+        "ratios": ratios,
+    }
+
+
+def report(n: int, run: dict[str, Any]) -> None:
+    f, k, single, ratios = (
+        run["floor_seconds"],
+        run["kube2git_seconds"],
+        run["single_change_seconds"],
+        run["ratios"],
+    )
+    rows = [
+        ("floor: orjson parse + dumps", f["parse_dumps"]),
+        ("floor: git blob hashing", f["hashing"]),
+        ("floor: total", sum(f.values())),
+        ("kube2git: parse + filters", k["filters"]),
+        ("kube2git: normalized YAML", k["yaml"]),
+        ("kube2git: git store commit", k["store"]),
+        ("kube2git: total", sum(k.values())),
+    ]
+    for label, seconds in rows:
+        print(f"{label:32s} {seconds:8.2f} s {n / seconds:12,.0f} objects/s")
+    print(f"objects kept by the filters: {run['kept']} of {n}")
+    print(
+        f"ratio kube2git / floor: {ratios['pipeline_vs_floor']:.1f}x "
+        f"(goal <= {PIPELINE_GOAL:g}x; YAML vs parse + dumps "
+        f"{ratios['yaml_vs_floor_parse_dumps']:.1f}x, store vs hashing "
+        f"{ratios['store_vs_hashing']:.1f}x)"
+    )
+    if single:
+        print(
+            f"pack after the large commit: {single['pack']:.2f} s; one changed object into "
+            f"the packed branch: kube2git {single['kube2git'] * 1000:.1f} ms, git CLI "
+            f"{single['git_cli'] * 1000:.1f} ms per commit"
+        )
+        print(
+            f"ratio git CLI / kube2git (one changed object): "
+            f"{ratios['git_cli_vs_kube2git_single_change']:.1f}x "
+            f"(goal >= {SINGLE_CHANGE_GOAL:g}x)"
+        )
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(memory / 2**30),
+        "python": platform.python_version(),
+        "load_average": os.getloadavg(),
+    }
+
+
+def _revision() -> str:
+    done = subprocess.run(
+        ["git", "describe", "--always", "--dirty"],
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or "unknown"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=100_000)
+    parser.add_argument(
+        "--commits", type=int, default=20, help="one-object commits timed each (0: none)"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs; medians are reported")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
     raw = [orjson.dumps(obj) for obj in deployments(args.objects)]
     n = len(raw)
+    details = GitSettings().message_max_objects
     print(f"{n} Deployments, {sum(map(len, raw)) / n / 1024:.1f} KiB of JSON each on average")
-    f_ser, f_hash = floor(raw)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    try:
-        k_filter, k_ser, k_store, kept = kube2git(raw, tmp / "repo.git")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    f_total, k_total = f_ser + f_hash, k_filter + k_ser + k_store
-    rows = [
-        ("floor: orjson parse + dumps", f_ser),
-        ("floor: git blob hashing", f_hash),
-        ("floor: total", f_total),
-        ("kube2git: parse + filters", k_filter),
-        ("kube2git: normalized YAML", k_ser),
-        ("kube2git: git store commit", k_store),
-        ("kube2git: total", k_total),
-    ]
-    for label, seconds in rows:
-        print(f"{label:32s} {seconds:8.2f} s {n / seconds:12,.0f} objects/s")
-    print(f"objects kept by the filters: {kept} of {n}")
-    print(
-        f"ratio kube2git / floor: {k_total / f_total:.1f}x "
-        f"(serialize {k_ser / f_ser:.1f}x, store vs hashing {k_store / f_hash:.1f}x)"
-    )
+    started = datetime.now(UTC)
+    machine = _machine()
+    runs = []
+    for number in range(1, args.repeat + 1):
+        if args.repeat > 1:
+            print(f"-- run {number} of {args.repeat}")
+        runs.append(run_once(raw, args.commits, details))
+        report(n, runs[-1])
+    medians = {
+        name: statistics.median(run["ratios"][name] for run in runs) for name in runs[0]["ratios"]
+    }
+    if args.repeat > 1:
+        print(f"-- medians of {args.repeat} runs")
+        for name, value in medians.items():
+            print(f"{name}: {value:.2f}x")
+    if args.json is not None:
+        machine["load_average_after"] = os.getloadavg()
+        document = {
+            "benchmark": "bench_pipeline",
+            "objects": n,
+            "single_change_commits": args.commits,
+            "revision": _revision(),
+            "date": started.isoformat(timespec="seconds"),
+            "machine": machine,
+            "goals": {
+                "pipeline_vs_floor_at_most": PIPELINE_GOAL,
+                "git_cli_vs_kube2git_single_change_at_least": SINGLE_CHANGE_GOAL,
+            },
+            "runs": runs,
+            "median_ratios": medians,
+        }
+        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
