@@ -496,6 +496,9 @@ def select_exporters(args: argparse.Namespace, info: dict[str, Any]) -> list[Exp
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if missing := report.plotting_missing():
+        print(f"benchmark: {missing}", file=sys.stderr)
+        return 2
     try:
         tree = provenance.work_tree(allow_dirty=args.allow_dirty)
         guard = provenance.CodeGuard()

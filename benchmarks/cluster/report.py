@@ -225,6 +225,15 @@ def expected_files(results_dir: Path = RESULTS, readme: Path = README) -> dict[P
     return files
 
 
+def plotting_missing() -> str | None:
+    """Why the plots could not be drawn, asked before a run rather than after half an hour of it."""
+    try:
+        import matplotlib  # noqa: F401, PLC0415 - optional, heavy
+    except ImportError:
+        return "matplotlib is missing, the plots need it: pip install -e '.[bench]'"
+    return None
+
+
 def plot(path: Path, info: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
     import matplotlib  # noqa: PLC0415 - optional, heavy
 

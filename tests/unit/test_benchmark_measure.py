@@ -9,6 +9,7 @@ ones the JSON gives.
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from benchmarks.cluster import measure, report
+from benchmarks.cluster.__main__ import main
 from benchmarks.cluster.workload import Edit, Obj
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -170,3 +172,15 @@ def test_published_tables_are_generated_from_the_json() -> None:
     regenerate them with ``python -m benchmarks.cluster.report`` after a run."""
     for path, text in report.expected_files().items():
         assert path.read_text() == text, f"{path} is stale or edited by hand"
+
+
+def test_a_run_without_matplotlib_stops_before_measuring_anything(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    monkeypatch.setattr(
+        "benchmarks.cluster.provenance.work_tree",
+        lambda **_: pytest.fail("the run went on without the plots' library"),
+    )
+    assert main(["--scale", "S"]) == 2
+    assert "matplotlib is missing" in capsys.readouterr().err
