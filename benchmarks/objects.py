@@ -127,9 +127,10 @@ def deployment(index: int, rng: random.Random) -> dict[str, Any]:
     }
 
 
-def deployments(count: int, seed: int = 7) -> list[dict[str, Any]]:
+def deployments(count: int, seed: int = 7, start: int = 0) -> list[dict[str, Any]]:
+    """``count`` Deployments numbered from ``start`` (names and uids differ across starts)."""
     rng = random.Random(seed)
-    return [deployment(index, rng) for index in range(count)]
+    return [deployment(index, rng) for index in range(start, start + count)]
 
 
 def _metadata(name: str, namespace: str | None, rng: random.Random, **extra: Any) -> dict[str, Any]:
@@ -389,8 +390,9 @@ MIX: tuple[tuple[str, int, Callable[[int, random.Random], dict[str, Any]]], ...]
 resources, 10 % Services with awkward strings, 10 % unicode ConfigMaps, 15 % long lists."""
 
 
-def mix(count: int, seed: int = 7) -> list[dict[str, Any]]:
-    """``count`` objects of every kind of :data:`MIX`, in its proportions, interleaved."""
+def mix(count: int, seed: int = 7, start: int = 0) -> list[dict[str, Any]]:
+    """``count`` objects of every kind of :data:`MIX`, in its proportions, interleaved,
+    numbered from ``start`` (names and uids differ across starts)."""
     rng = random.Random(seed)
     makers = [maker for _, share, maker in MIX for _ in range(share)]
-    return [makers[index % len(makers)](index, rng) for index in range(count)]
+    return [makers[index % len(makers)](index, rng) for index in range(start, start + count)]

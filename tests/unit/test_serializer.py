@@ -128,3 +128,11 @@ def test_kubernetes_quantities_and_durations_stay_plain() -> None:
     assert "memory: 1Gi\n" in text
     assert "timeout: 1h30m\n" in text
     assert "disk: 1.5G\n" in text
+
+
+def test_a_key_that_escapes_make_too_long_for_an_implicit_key_still_loads_back() -> None:
+    key = "\x1f" * 400  # 400 characters, 1600 once escaped: past YAML's 1024 for a simple key
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "data": {key: "v", "short": "w"}}
+    text = dump(obj)
+    assert yaml.safe_load(text) == obj
+    assert '  ? "' in text
