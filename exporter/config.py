@@ -182,6 +182,10 @@ class LeaderElectionSettings:
     """Seconds between renewals (and between attempts of a waiting replica)."""
 
 
+MAX_SHARDS = 64
+"""Each shard is a Lease every replica reads once per retry period: keep the count modest."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunSettings:
     """The continuous exporter (``kube2git run``)."""
@@ -196,6 +200,12 @@ class RunSettings:
     """Seconds allowed on SIGTERM to commit what is pending and push it."""
     leader_election: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)
     """Leader election between replicas."""
+    shards: int = 1
+    """Spread the resource types over this many shards, each written by the replica that
+    holds its Lease (``<leader_election.name>-shard-<i>``, with leader election's namespace,
+    identity and timings): replicas share the work and all commit to the one branch, each
+    touching only its own types' files. 1: one writer (leader election decides which when
+    enabled). At most 64."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,6 +395,7 @@ _POSITIVE = frozenset(
         "run.leader_election.lease_duration",
         "run.leader_election.renew_deadline",
         "run.leader_election.retry_period",
+        "run.shards",
     }
 )
 """Numbers that must be above zero (zero would mean no rate, no page limit, no wait...)."""
@@ -547,6 +558,8 @@ def check_settings(settings: Settings, *, source: str) -> Settings:
             f"{source}: run.leader_election.renew_deadline must be less than "
             f"run.leader_election.lease_duration ({election.lease_duration:g})"
         )
+    if settings.run.shards > MAX_SHARDS:
+        raise ConfigError(f"{source}: run.shards must be at most {MAX_SHARDS}")
     return settings
 
 

@@ -32,6 +32,7 @@ from exporter.layout import ObjectKey
 from exporter.messages import Change, Delete, Upsert, field_managers
 from exporter.retry import RetryPolicy
 from exporter.serializer import dump_bytes
+from exporter.sharding import EVERY_TYPE, ShardTypes
 from filters import HpaIndex, Pipeline, Skip
 from filters.select import TypeSelection
 
@@ -164,8 +165,12 @@ class FullSync:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        recorded: ShardTypes = EVERY_TYPE,
     ) -> None:
         self._cluster = cluster
+        self._recorded = recorded
+        """With ``run.shards``: types of other shards are neither listed nor deleted (those
+        every shard follows are listed for their side effects, and recorded by their own)."""
         self._normalize = Normalizer(pipeline=pipeline, hpa_index=hpa_index)
         self._types = TypeSelection(settings.filters.select)
         self._skip = frozenset(settings.cluster.skip_types)
@@ -210,8 +215,11 @@ class FullSync:
         served = {(r.group, r.resource) for r in discovery.resources}
         failed_groups = {gv.rpartition("/")[0] for gv in discovery.failed_groups}
         readable = 0
-        for resource in _ordered(discovery.resources):
-            existing = folders.get((resource.group, resource.resource), [])
+        owner = self._recorded
+        followed = [r for r in discovery.resources if owner.follows(r.group, r.resource)]
+        for resource in _ordered(followed):
+            recorded = owner.records(resource.group, resource.resource)
+            existing = folders.get((resource.group, resource.resource), []) if recorded else []
             if resource.name in self._skip or not self._types.selects(
                 resource.api_version, resource.kind
             ):
@@ -239,13 +247,19 @@ class FullSync:
                 continue
             readable += 1
             report.types_listed += 1
+            if not recorded:
+                type_changes = []  # listed for the HPA rule or discovery; another shard's
             yield Listed(resource, type_changes, report.resource_versions[resource])
         # Types no longer served (a CRD removed) lose their files, unless their group's
         # discovery failed: then we cannot know.
         for (group, resource_name), paths in folders.items():
-            if (group, resource_name) not in served and group not in failed_groups:
+            if (
+                (group, resource_name) not in served
+                and group not in failed_groups
+                and owner.records(group, resource_name)
+            ):
                 yield Dropped([Delete(ObjectKey.from_path(p), resource_name) for p in paths])
-        if discovery.resources and readable == 0:
+        if followed and readable == 0:
             raise ClusterError("no type could be read: " + _reasons(report.types_failed))
         report.seconds = self._clock() - started
 

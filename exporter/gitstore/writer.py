@@ -86,22 +86,24 @@ class CommitWriter:
         return self._branch.path
 
     @git_errors("commit")
-    def commit_batch(self, changes: Sequence[Change]) -> list[CommitInfo]:
+    def commit_batch(
+        self, changes: Sequence[Change], *, trailers: Sequence[str] = ()
+    ) -> list[CommitInfo]:
         """Record ``changes`` as one commit per actor, in the order of each actor's first change.
 
         Later changes to the same path win. An upsert whose content is already there and a
         delete of an absent path change nothing; no change, no commit. The branch moves once,
-        after the last of the batch's commits is written.
+        after the last of the batch's commits is written. ``trailers`` end every message.
         """
         with self._branch.lock:
-            return self._commit(changes)
+            return self._commit(changes, trailers)
 
-    def _commit(self, changes: Sequence[Change]) -> list[CommitInfo]:
+    def _commit(self, changes: Sequence[Change], trailers: Sequence[str]) -> list[CommitInfo]:
         tip = self._branch.tip()
         infos: list[CommitInfo] = []
         loose = 0
         for round_ in _rounds(changes):
-            tip, made, written = self._commit_round(round_, tip)
+            tip, made, written = self._commit_round(round_, tip, trailers)
             infos += made
             loose += written
         if not infos:
@@ -126,7 +128,7 @@ class CommitWriter:
         return infos
 
     def _commit_round(
-        self, changes: Sequence[Change], tip: pygit2.Commit | None
+        self, changes: Sequence[Change], tip: pygit2.Commit | None, trailers: Sequence[str]
     ) -> tuple[pygit2.Commit | None, list[CommitInfo], int]:
         """Commit changes with one change per path at most, one commit per actor, on ``tip``
         (the ref does not move); returns the new tip, the commits and the loose blobs."""
@@ -174,6 +176,7 @@ class CommitWriter:
                 change_kind=self._automation.kind(actor),
                 max_objects=self.settings.message_max_objects,
                 max_fields=self.settings.message_max_fields,
+                extra_trailers=trailers,
             )
             author = self._author(actor) or committer
             parents = [tip.id] if tip is not None else []
