@@ -291,6 +291,8 @@ def _mapping(mapping: Mapping[str, Any], keys: Iterable[str], indent: str, out: 
             append(f"{prefix}{head} {value}\n")
         elif kind is bool:
             append(f"{prefix}{head} true\n" if value else f"{prefix}{head} false\n")
+        elif value is None:
+            append(f"{prefix}{head} null\n")
         else:
             _value(value, prefix + head, indent, out)
         prefix = indent
