@@ -311,7 +311,7 @@ class FullSync:
                 kept += 1
                 size += len(change.content)
                 known = index.get(path)
-                if known == self._blob_id(change.content):
+                if known is not None and known == self._blob_id(change.content):
                     continue
                 if known is None and budget <= 0:
                     # A commit message names a few hundred objects at most: past that, an

@@ -27,6 +27,7 @@ from exporter.gitstore.branch import Branch, git_errors, open_bare
 from exporter.gitstore.catchup import catch_up
 from exporter.gitstore.lock import WriterLock
 from exporter.gitstore.packing import Packer
+from exporter.gitstore.packs import OBJ_BLOB, object_id
 from exporter.gitstore.push import Pusher, PushResult
 from exporter.gitstore.settings import GitSettings
 from exporter.gitstore.signing import SshSigner
@@ -132,7 +133,7 @@ class GitStore:
     @staticmethod
     def blob_id(content: bytes) -> str:
         """The id ``content`` has (or would have) as a blob; no write."""
-        return str(pygit2.hash(content))
+        return object_id(OBJ_BLOB, content).hex()
 
     @git_errors("reading a file")
     def read(self, path: str) -> bytes | None:
