@@ -105,6 +105,10 @@ class ClusterSettings:
     """Requests allowed in a burst above ``qps``."""
     page_size: int = 500
     """Objects per LIST page."""
+    list_concurrency: int = 4
+    """Types listed at once during a full sync (the start of ``run``, ``snapshot``, ``diff``):
+    on a slow or busy API server the sync then takes about as long as its slowest types
+    rather than the sum of all. Each type still lists its pages one after another."""
     list_mode: ListMode = ListMode.AUTO
     """``auto`` (the streaming WatchList, served from the API server's cache, falling back to
     pages where the server lacks it), ``paginate`` or ``watch-list``."""
@@ -379,6 +383,7 @@ _POSITIVE = frozenset(
         "cluster.qps",
         "cluster.burst",
         "cluster.page_size",
+        "cluster.list_concurrency",
         "cluster.request_timeout",
         "cluster.watch_timeout_seconds",
         "cluster.watch_idle_timeout",
