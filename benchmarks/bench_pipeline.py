@@ -168,9 +168,8 @@ def single_change(repo: Path, n: int, commits: int) -> dict[str, float]:
         blob = _git("hash-object", "-w", "--stdin", git_dir=copy, stdin=edit.content)
         _git("update-index", "--cacheinfo", f"100644,{blob},{edit.key.path}", git_dir=copy)
         tree = _git("write-tree", git_dir=copy)
-        parent = _git("rev-parse", BRANCH, git_dir=copy)
-        commit = _git("commit-tree", tree, "-p", parent, "-m", edit.key.path, git_dir=copy)
-        _git("update-ref", f"refs/heads/{BRANCH}", commit, parent, git_dir=copy)
+        commit = _git("commit-tree", tree, "-p", BRANCH, "-m", edit.key.path, git_dir=copy)
+        _git("update-ref", f"refs/heads/{BRANCH}", commit, git_dir=copy)
     cli = (time.perf_counter() - started) / commits
     for git_dir in (repo, copy):
         _git("fsck", "--no-progress", git_dir=git_dir)
