@@ -10,14 +10,18 @@ pushes while the others do. Figures per W:
 - commits per second on the branch, from the first edit until the last edit is on it;
 - change-to-commit: seconds from an edit's API response to the first tip of the remote branch
   that holds it (the remote ref polled every 50 ms), p50 / p99 / max;
-- pushes, and replays (pushes that found the branch moved and rebuilt their commits on it).
+- pushes, replays (a push that found the branch moved rebuilt its commits on the new tip) and
+  failed pushes (the branch kept moving through ``git.remote.max_replays`` replays: retried
+  after a backoff).
 
     python -m benchmarks.bench_contention --writers 3 10 [--cluster-dir DIR] [--seconds 30]
         [--rate 4] [--json benchmarks/results/contention.json]
 
 ``--cluster-dir``: a cluster started by ``python -m tests.cluster up --dir DIR`` (reused), or
 an empty directory to start one in (stopped at the end). Pacing is short (``--push-interval``
-1 s, ``quiet_period`` 0.5 s, ``max_delay`` 2 s) so that the pushes, not the pacing, dominate.
+2 s, ``quiet_period`` 0.5 s, ``max_delay`` 2 s) and batches do not stretch under load unless
+``--stretch`` (a push slower than half the push interval counts as load, and contention makes
+pushes slow), so that the pushes, not the pacing, dominate.
 """
 
 from __future__ import annotations
@@ -151,9 +155,10 @@ def _start_writers(  # noqa: PLR0917 - one run's parts, each named at the call
             f"  shards: {args.writer_count}\n"
             "  leader_election:\n"
             f"    namespace: {namespace}\n    name: {lease}\n"
-            "    lease_duration: 6\n    renew_deadline: 4\n    retry_period: 1\n"
+            "    lease_duration: 15\n    renew_deadline: 10\n    retry_period: 2\n"
             "  pacing:\n"
             f"    quiet_period: 0.5\n    max_delay: 2.0\n    push_interval: {args.push_interval}\n"
+            f"    max_delay_under_load: {2.0 if not args.stretch else 60.0}\n"
             "git:\n  remote:\n    retry_delays: [0.5, 1.0]\n"
         )
         writers.append(Writer(folder, config, _free_port()))
@@ -179,8 +184,25 @@ def _start_writers(  # noqa: PLR0917 - one run's parts, each named at the call
             w.http("/readyz")[0] == 200 for w in writers
         )
 
-    _until("every shard held once and every writer ready", shared_out, within=240)
+    try:
+        _until("every shard held once and every writer ready", shared_out, within=300)
+    except BaseException:
+        _stop_writers(writers)
+        raise
     return writers
+
+
+def _stop_writers(writers: list[Writer]) -> None:
+    for writer in writers:
+        if writer.proc is not None and writer.proc.poll() is None:
+            writer.proc.terminate()
+    for writer in writers:
+        if writer.proc is not None:
+            try:
+                writer.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                writer.proc.kill()
+                writer.proc.wait(timeout=30)
 
 
 def _poll_tips(remote: Path, stop: threading.Event, tips: list[tuple[float, str]]) -> None:
@@ -322,6 +344,7 @@ def run_once(cluster: ControlPlane, work: Path, args: argparse.Namespace) -> dic
         first_tip = tips[-1][1] if tips else ""
         pushes_before = sum(w.log_events("gitstore.pushed") for w in writers)
         replays_before = sum(w.log_events("gitstore.replayed") for w in writers)
+        failures_before = sum(w.log_events("push.failed") for w in writers)
         log(f"{args.writer_count} writers: editing for {args.seconds:g}s at {args.rate:g}/s")
         edits = _edit(cluster, namespace, group, plurals, args)
         final = {path: seq for path, seq, _ in edits.made}
@@ -337,23 +360,22 @@ def run_once(cluster: ControlPlane, work: Path, args: argparse.Namespace) -> dic
     finally:
         stop.set()
         poller.join(timeout=5)
-        for writer in writers:
-            if writer.proc is not None and writer.proc.poll() is None:
-                writer.proc.terminate()
-        for writer in writers:
-            if writer.proc is not None:
-                try:
-                    writer.proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    writer.proc.kill()
+        _stop_writers(writers)
         cluster.request("DELETE", f"/api/v1/namespaces/{namespace}")
         for plural in plurals:  # leave the cluster as found (other runs snapshot it whole)
             crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
             cluster.request("DELETE", f"{crds}/{plural}.{group}")
     pushes = sum(w.log_events("gitstore.pushed") for w in writers) - pushes_before
     replays = sum(w.log_events("gitstore.replayed") for w in writers) - replays_before
+    failed = sum(w.log_events("push.failed") for w in writers) - failures_before
     figures = _figures(remote, tips, first_tip, edits)
-    return {"writers": args.writer_count, **figures, "pushes": pushes, "replays": replays}
+    return {
+        "writers": args.writer_count,
+        **figures,
+        "pushes": pushes,
+        "replays": replays,
+        "push_failures": failed,
+    }
 
 
 def _commit_of_checkout() -> str:
@@ -376,12 +398,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cluster-dir", type=Path, default=None)
     parser.add_argument("--seconds", type=float, default=30.0, help="edit phase per run")
     parser.add_argument("--rate", type=float, default=4.0, help="edits per second, in all")
-    parser.add_argument("--push-interval", type=float, default=1.0)
+    parser.add_argument("--push-interval", type=float, default=2.0)
+    parser.add_argument(
+        "--stretch",
+        action="store_true",
+        help="let batches stretch under load (run.pacing.max_delay_under_load 60 s, the "
+        "default); off, they close within max_delay, so the figures show the pushes",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--work-dir", type=Path, default=None, help="keep the writers' logs and repositories here"
+    )
     args = parser.parse_args(argv)
     started_cluster = False
     with tempfile.TemporaryDirectory(prefix="k2g-contention-") as scratch:
-        directory = args.cluster_dir or Path(scratch) / "cluster"
+        base = args.work_dir or Path(scratch)
+        directory = args.cluster_dir or base / "cluster"
         cluster: ControlPlane
         if (directory / "cluster.json").exists() and ControlPlane.load(directory).ready():
             cluster = ControlPlane.load(directory)
@@ -393,8 +425,8 @@ def main(argv: list[str] | None = None) -> None:
         try:
             for count in args.writers:
                 args.writer_count = count
-                work = Path(scratch) / f"w{count}"
-                work.mkdir()
+                work = base / f"w{count}-{secrets.token_hex(2)}"
+                work.mkdir(parents=True)
                 row = run_once(cluster, work, args)
                 rows.append(row)
                 log(
@@ -407,13 +439,17 @@ def main(argv: list[str] | None = None) -> None:
             if started_cluster:
                 cluster.stop()
     print()
-    print("| writers | edits | commits/s | change-to-commit p50 | p99 | max | pushes | replays |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| writers | edits | commits/s | change-to-commit p50 | p99 | max | pushes | replays "
+        "| failed pushes |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['writers']} | {row['edits']} | {row['commits_per_second']} | "
             f"{row['change_to_commit_p50_seconds']} s | {row['change_to_commit_p99_seconds']} s | "
-            f"{row['change_to_commit_max_seconds']} s | {row['pushes']} | {row['replays']} |"
+            f"{row['change_to_commit_max_seconds']} s | {row['pushes']} | {row['replays']} | "
+            f"{row['push_failures']} |"
         )
     report = {
         "benchmark": "contention",
@@ -423,6 +459,7 @@ def main(argv: list[str] | None = None) -> None:
         "rate_per_second": args.rate,
         "edit_seconds": args.seconds,
         "push_interval": args.push_interval,
+        "stretch": args.stretch,
         "rows": rows,
     }
     if args.json is not None:

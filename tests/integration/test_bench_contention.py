@@ -48,6 +48,7 @@ def test_two_writers_report_every_figure(control_plane: ControlPlane, tmp_path: 
     assert row["change_to_commit_p99_seconds"] <= row["change_to_commit_max_seconds"]
     assert row["pushes"] >= 2
     assert row["replays"] >= 0
+    assert row["push_failures"] >= 0
     crds = control_plane.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
     left = [
         c["metadata"]["name"]
