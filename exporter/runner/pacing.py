@@ -153,8 +153,7 @@ class Pacing:
             log.warning("shards.catch_up_failed", error=str(error))
         await self._converge()
         before = self._shards.take_up(shards)
-        if not self._stop.is_set():
-            await self._watchers.take_up(before)
+        await self._watchers.take_up(before, stop=self._stop)
 
     def _report_manual(self, info: CommitInfo) -> None:
         """Count and log each manual change, so people can alert on changes outside Git."""

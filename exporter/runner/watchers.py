@@ -224,15 +224,18 @@ class Watchers:
             and self._shards.follows(r.group, r.resource)
         }
 
-    async def take_up(self, before: ShardTypes) -> None:
+    async def take_up(self, before: ShardTypes, *, stop: asyncio.Event) -> None:
         """List and watch each type recorded now and not ``before`` (a shard moved here):
         one list per type, reason ``shard-moved``; a type every shard follows (HPAs, CRDs) is
-        listed again, now to be recorded."""
+        listed again, now to be recorded. Nothing starts once ``stop`` is set (a drain
+        cancels the watches it knows of, so a watch started later would never end)."""
         try:
             served = self._served(await self._cluster.discover())
         except ClusterError as error:  # the discovery loop retries; its new types list then
             log.warning("discovery.failed", error=str(error))
             self.rediscover.set()
+            return
+        if stop.is_set():
             return
         for resource in served:
             group, name = resource.group, resource.resource
