@@ -478,3 +478,20 @@ def test_a_large_commit_is_recompressed_by_the_next_pack_even_after_a_restart(
         store.pack()  # no second full repack: the loose objects join a small new pack
     assert len(list(pack_dir.glob("pack-*.pack"))) == 2
     fsck(path)
+
+
+def test_a_large_commit_with_fsync_is_one_valid_pack(tmp_path: Path) -> None:
+    import pygit2
+
+    path = tmp_path / "r.git"
+    changes = many_configmaps(1100)
+    settings = GitSettings(fsync=True, pack=PackSettings(automatic=False, bulk_threshold=1000))
+    try:
+        with GitStore(path, settings=settings) as store:
+            assert store.commit(changes) is not None
+            assert store.read(changes[-1].key.path) == changes[-1].content
+    finally:
+        pygit2.settings.enable_fsync_gitdir(False)  # libgit2's setting is process-wide
+    assert loose_blobs(path) == []
+    assert not list((path / "objects" / "pack").glob("tmp_*"))
+    fsck(path)
