@@ -41,6 +41,8 @@ from exporter.gitstore.errors import (
 )
 from exporter.gitstore.settings import HttpsSettings, RemoteSettings
 
+_LOST_REF_RACE = re.compile(r"cannot lock ref '[^']*': is at [0-9a-f]+ but expected [0-9a-f]+")
+"""git's words when a ref update finds the ref moved since the push began (receive-pack)."""
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
 _SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?[^/:]+:(?!//)")
 _ASKPASS = """#!/bin/sh
@@ -351,6 +353,10 @@ class GitTransport:
             if flag == "=":
                 return PushOutcome.UP_TO_DATE
             if flag == "!" and summary.startswith("[rejected]"):
+                return PushOutcome.BEHIND
+            if flag == "!" and _LOST_REF_RACE.search(f"{summary}\n{err}"):
+                # another push moved the branch between the remote's checks and its update
+                # of the ref: the compare-and-swap lost, as for a branch that moved on
                 return PushOutcome.BEHIND
             if flag == "!":
                 # the server's own words (a hook's, a branch protection's) say why
