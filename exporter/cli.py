@@ -464,10 +464,10 @@ class _ProgressLine:
 
 def _open_store(repo: str, settings: Settings) -> GitStore:
     """The backup branch for writing: in a fleet repository, this cluster's folder only."""
-    scope, _cluster = fleet_member(settings)
-    if not scope.everything:
-        raise UserError("git.layout: fleet is read by diff and restore only in this build")
-    return GitStore(repo, settings=settings.git, audit=settings.audit)
+    scope, cluster = fleet_member(settings)
+    return GitStore(
+        repo, settings=settings.git, audit=settings.audit, ownership=scope, cluster=cluster
+    )
 
 
 def _require_repo(settings: Settings) -> str:

@@ -44,6 +44,8 @@ class Sampled:
     bookmark (``None``: never read)."""
     relists: Callable[[], Mapping[str, float]] = field(default=dict)
     """Relists by reason."""
+    push_contention: Callable[[], float] = field(default=lambda: 0.0)
+    """Pushes the remote refused because it had moved on (another writer pushed first)."""
 
 
 class _SampledCollector(Collector):
@@ -107,6 +109,13 @@ class _SampledCollector(Collector):
         for reason, count in sorted(s.relists().items()):
             relists.add_metric([reason], count)
         yield relists
+        yield CounterMetricFamily(
+            "kube2git_push_contention",
+            "Pushes the remote refused because it had moved on (another writer, such as "
+            "another cluster of a fleet, pushed first); each is followed by a fetch and a "
+            "replay of kube2git's own commits.",
+            value=s.push_contention(),
+        )
         yield GaugeMetricFamily(
             "kube2git_unpushed_commits",
             "Commits on the local branch that the remote does not have yet.",
@@ -172,12 +181,6 @@ class Metrics:
         self.leader = Gauge(
             "kube2git_leader",
             "1 while this replica holds the leader lease (always 1 without leader election).",
-            registry=r,
-        )
-        self.shards = Gauge(
-            "kube2git_shard",
-            "1 for each shard (run.shards) whose types this replica records.",
-            ["shard"],
             registry=r,
         )
         self.convergences = Counter(

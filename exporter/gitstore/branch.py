@@ -19,6 +19,7 @@ import pygit2
 import structlog
 
 from exporter.gitstore.errors import GitStoreError, NotLeading
+from exporter.gitstore.ownership import Ownership
 from exporter.gitstore.settings import GitSettings
 from exporter.gitstore.signing import SshSigner
 
@@ -84,12 +85,20 @@ class Branch:
         path: Path,
         settings: GitSettings,
         signer: SshSigner | None,
+        ownership: Ownership | None = None,
+        cluster: str = "",
     ) -> None:
         self.repo = repo
         self.path = path
         self.settings = settings
         self.signer = signer
         """Signs every commit the exporter writes, replayed ones included."""
+        self.ownership = ownership or Ownership()
+        """The files of the branch this writer reads, writes and deletes (in a fleet, its
+        cluster's folder; for a shard, its types' folders): every path the writer, the
+        replay and the store's reads name goes through it."""
+        self.cluster = cluster
+        """The cluster's name in a fleet repository (commit subjects and ``Cluster:``)."""
         self.ref = f"refs/heads/{settings.branch}"
         self.tracking = f"refs/remotes/{settings.remote.name}/{settings.branch}"
         self.lock = threading.RLock()

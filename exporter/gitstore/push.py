@@ -15,12 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pygit2
 import structlog
 
 from exporter.gitstore.branch import Branch, git_errors
 from exporter.gitstore.errors import GitStoreError, PushRejected, RemoteUnreachable
-from exporter.gitstore.replay import replay
-from exporter.gitstore.transport import GitTransport, PushOutcome, backoff
+from exporter.gitstore.replay import ReplayOutcome, replay
+from exporter.gitstore.transport import GitTransport, PushOutcome, backoff, contention_backoff
 
 log = structlog.get_logger()
 
@@ -38,9 +39,12 @@ class PushResult:
     conflicts: tuple[str, ...]
     """Paths both sides changed, resolved in favour of the cluster's state."""
     attempts: int
+    contended: int = 0
+    """Times the remote refused the push because it had moved on (another writer pushed)."""
     rebuilt: bool = False
-    """The local branch moved onto commits kube2git did not write (a replay or a fast-forward
-    onto a remote that moved on): reload what is committed and re-diff it against the cluster."""
+    """The local branch moved onto commits kube2git did not write that changed its own files
+    (a replay or a fast-forward onto a remote that moved on): reload what is committed and
+    re-diff it against the cluster. Another fleet member's commits alone do not count."""
     rewritten: bool = False
     """The remote's history was rewritten under us (a force-push): purged commits were not
     replayed."""
@@ -63,6 +67,8 @@ class Pusher:
         self.lock = threading.Lock()
         """Held by a push and by a catch-up's fetch: one conversation with the remote at once."""
         self._transport: GitTransport | None = None
+        self.contention = 0
+        """Pushes the remote refused because it had moved on, since the store opened."""
 
     @property
     def path(self) -> Path:
@@ -98,7 +104,8 @@ class Pusher:
         transport = self.remote()
         remote = self.settings.remote
         delays = backoff(remote.retry_delays, remote.retry_jitter, self._rng)
-        attempts = replays = replayed = 0
+        waits = contention_backoff(remote.replay_delays, self._rng)
+        attempts = replays = replayed = contended = 0
         conflicts: list[str] = []
         rebuilt = rewritten = False
 
@@ -109,6 +116,7 @@ class Pusher:
                 replayed=replayed,
                 conflicts=tuple(conflicts),
                 attempts=attempts,
+                contended=contended,
                 rebuilt=rebuilt,
                 rewritten=rewritten,
             )
@@ -136,31 +144,22 @@ class Pusher:
                 with self._branch.gc_lock:
                     outcome = transport.push(str(tip.id), self.settings.branch, expect=expect)
                 if outcome is PushOutcome.BEHIND:
+                    # the compare-and-swap lost: another writer pushed first
+                    self.contention += 1
+                    contended += 1
                     if replays >= remote.max_replays:
                         raise PushRejected(
                             f"push to {transport.safe_url}: the remote kept moving on "
                             f"through {replays} replays"
                         )
                     replays += 1
-                    with self._branch.gc_lock:
-                        found = transport.fetch(self.settings.branch, self._branch.tracking)
-                    with self._branch.lock:
-                        fetched = self._branch.tracked() if found else None
-                        local = self._branch.tip()
-                        if fetched is None or local is None:
-                            # the remote branch is gone: push ours as a new branch
-                            if self._branch.repo.references.get(self._branch.tracking) is not None:
-                                self._branch.repo.references.delete(self._branch.tracking)
-                            continue
-                        moved = replay(
-                            self._branch.repo,
-                            ref=self._branch.ref,
-                            local=local,
-                            remote=fetched,
-                            known=tracked,
-                            committer=self._branch.exporter_signature(),
-                            signer=self._branch.signer,
-                        )
+                    wait = next(waits)
+                    if wait > 0:
+                        log.info("gitstore.push_contended", replays=replays, wait=round(wait, 2))
+                        self._sleep(wait)
+                    moved = self._fetch_and_replay(transport, tracked)
+                    if moved is None:
+                        continue
                     replayed += moved.replayed
                     conflicts += moved.conflicts
                     rebuilt = rebuilt or moved.rebuilt
@@ -189,3 +188,29 @@ class Pusher:
                 **transport.describe(),
             )
             return result(str(tip.id), pushed=True)
+
+    def _fetch_and_replay(
+        self, transport: GitTransport, known: pygit2.Commit | None
+    ) -> ReplayOutcome | None:
+        """Fetch the remote that moved on and rebuild our unpushed commits (after ``known``,
+        the remote tip we last knew) on its tip; ``None`` when the remote branch is gone."""
+        with self._branch.gc_lock:
+            found = transport.fetch(self.settings.branch, self._branch.tracking)
+        with self._branch.lock:
+            fetched = self._branch.tracked() if found else None
+            local = self._branch.tip()
+            if fetched is None or local is None:
+                # the remote branch is gone: push ours as a new branch
+                if self._branch.repo.references.get(self._branch.tracking) is not None:
+                    self._branch.repo.references.delete(self._branch.tracking)
+                return None
+            return replay(
+                self._branch.repo,
+                ref=self._branch.ref,
+                local=local,
+                remote=fetched,
+                known=known,
+                committer=self._branch.exporter_signature(),
+                signer=self._branch.signer,
+                ownership=self._branch.ownership,
+            )

@@ -14,7 +14,7 @@ ref, the time or the repository does not exist: a user error.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ import pygit2
 
 from exporter.gitstore.errors import GitStoreError, PointNotFound
 from exporter.gitstore.ownership import Ownership
+from exporter.gitstore.trees import owned_files
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,27 +111,3 @@ class BranchReader:
         files = dict(owned_files(commit.tree, self._scope))
         when = datetime.fromtimestamp(commit.commit_time, tz=UTC)
         return TreeAt(str(commit.id), when, files)
-
-
-def owned_files(root: pygit2.Tree, scope: Ownership) -> Iterator[tuple[str, str]]:
-    """``(path, blob id)`` of the files of ``root`` that ``scope`` owns, paths as its layout
-    names them; only the owned folder is walked."""
-    tree: pygit2.Object | None = root
-    if scope.prefix:
-        try:
-            tree = root[scope.prefix.rstrip("/")]
-        except KeyError:
-            return
-    if not isinstance(tree, pygit2.Tree):
-        return
-    for path, blob in _walk(tree, ""):
-        if scope.types is None or scope.owns(scope.prefix + path):
-            yield path, blob
-
-
-def _walk(tree: pygit2.Tree, prefix: str) -> Iterator[tuple[str, str]]:
-    for entry in tree:
-        if isinstance(entry, pygit2.Tree):
-            yield from _walk(entry, f"{prefix}{entry.name}/")
-        else:
-            yield f"{prefix}{entry.name}", str(entry.id)

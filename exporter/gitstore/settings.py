@@ -73,8 +73,13 @@ class RemoteSettings:
     """Each delay is stretched by a random fraction up to this, so replicas do not retry in step."""
     operation_timeout: float = 300.0
     """Seconds after which one fetch or push is killed and counted as failed."""
-    max_replays: int = 5
-    """How many times one push fetches and replays on a remote that keeps moving on."""
+    max_replays: int = 10
+    """How many times one push fetches and replays on a remote that keeps moving on (in a
+    fleet, other clusters push to the same branch), before it counts as failed."""
+    replay_delays: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 4.0)
+    """Seconds to wait before the second, third… fetch-and-replay of one push (the first
+    follows the refusal at once; the last delay repeats), each spread at random between half
+    and one and a half of itself, so writers whose pushes collided fall out of step."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +97,9 @@ class PackSettings:
     threads: int = 0
     """Threads for delta search; 0 means one per CPU."""
     bulk_threshold: int = 1000
-    """A commit with more new blobs than this writes them as one pack, stored without
-    compression, instead of one loose file each (an initial sync of 100,000 objects would
-    otherwise create 100,000 files); the next pack, automatic right after that commit,
-    repacks and compresses everything (``git repack -a -d -F``). ``0`` disables it."""
+    """A commit with more new blobs than this writes them as one pack (through
+    ``git index-pack``) instead of one loose file each: an initial sync of 100,000 objects
+    would otherwise create 100,000 files. ``0`` disables it."""
 
 
 @dataclass(frozen=True, slots=True)

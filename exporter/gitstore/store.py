@@ -26,11 +26,12 @@ from exporter.attribution import AuditSettings, Automation
 from exporter.gitstore.branch import Branch, git_errors, open_bare
 from exporter.gitstore.catchup import catch_up
 from exporter.gitstore.lock import WriterLock
+from exporter.gitstore.ownership import Ownership
 from exporter.gitstore.packing import Packer
-from exporter.gitstore.packs import OBJ_BLOB, object_id
 from exporter.gitstore.push import Pusher, PushResult
 from exporter.gitstore.settings import GitSettings
 from exporter.gitstore.signing import SshSigner
+from exporter.gitstore.trees import owned_files
 from exporter.gitstore.writer import CommitInfo, CommitWriter
 from exporter.messages import Change
 
@@ -54,7 +55,12 @@ class GitStore:
         audit: AuditSettings | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        ownership: Ownership | None = None,
+        cluster: str = "",
     ) -> None:
+        """``ownership``: the files of the branch this store reads, writes and deletes, named
+        by its callers as the plain layout names them (in a fleet ``Ownership.fleet(name)``,
+        with ``cluster`` the name commit messages carry); the whole branch by default."""
         self.settings = settings or GitSettings()
         audit = audit or AuditSettings()
         automation = Automation(audit.automation)
@@ -65,7 +71,14 @@ class GitStore:
             pygit2.settings.enable_fsync_gitdir(True)  # noqa: FBT003 - libgit2's API
         repo = open_bare(self.path, self.settings)
         self._writer_lock = WriterLock(self.path)
-        self._branch = Branch(repo, path=self.path, settings=self.settings, signer=signer)
+        self._branch = Branch(
+            repo,
+            path=self.path,
+            settings=self.settings,
+            signer=signer,
+            ownership=ownership,
+            cluster=cluster,
+        )
         self._writer_lock.remove_stale_ref_locks(
             (self._branch.ref, self._branch.tracking, "packed-refs")
         )
@@ -85,6 +98,16 @@ class GitStore:
     @fence.setter
     def fence(self, fence: Callable[[], bool] | None) -> None:
         self._branch.fence = fence
+
+    @property
+    def ownership(self) -> Ownership:
+        """The files of the branch this store reads, writes and deletes."""
+        return self._branch.ownership
+
+    @property
+    def contention(self) -> int:
+        """Pushes the remote refused because it had moved on (another writer pushed first)."""
+        return self._pusher.contention
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -133,17 +156,21 @@ class GitStore:
     @staticmethod
     def blob_id(content: bytes) -> str:
         """The id ``content`` has (or would have) as a blob; no write."""
-        return object_id(OBJ_BLOB, content).hex()
+        return str(pygit2.hash(content))
 
     @git_errors("reading a file")
     def read(self, path: str) -> bytes | None:
-        """The content of ``path`` at the branch tip, or ``None``."""
+        """The content of ``path`` (a layout path) at the branch tip, or ``None`` (also for a
+        file this store does not own)."""
+        ownership = self._branch.ownership
+        if not ownership.owns(ownership.prefix + path):
+            return None
         with self._branch.lock:
             tip = self._branch.tip()
             if tip is None:
                 return None
             try:
-                entry = tip.tree[path]
+                entry = tip.tree[ownership.prefix + path]
             except KeyError:
                 return None
             if not isinstance(entry, pygit2.Blob):
@@ -152,22 +179,14 @@ class GitStore:
 
     @git_errors("reading the branch")
     def index(self) -> dict[str, str]:
-        """Every file path at the branch tip → its blob id (hex), for resume and resync."""
+        """Every file this store owns at the branch tip → its blob id (hex), for resume and
+        resync; paths as the layout names them. What it does not own is not in it, so no
+        sync, convergence or purge built on it can delete another writer's file."""
         with self._branch.lock:
             tip = self._branch.tip()
             if tip is None:
                 return {}
-            out: dict[str, str] = {}
-            self._walk(tip.tree, "", out)
-            return out
-
-    def _walk(self, tree: pygit2.Tree, prefix: str, out: dict[str, str]) -> None:
-        for entry in tree:
-            if entry.type_str == "tree":
-                assert isinstance(entry, pygit2.Tree)
-                self._walk(entry, f"{prefix}{entry.name}/", out)
-            else:
-                out[f"{prefix}{entry.name}"] = str(entry.id)
+            return dict(owned_files(tip.tree, self._branch.ownership))
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -179,17 +198,14 @@ class GitStore:
         infos = self.commit_batch(changes)
         return infos[-1] if infos else None
 
-    def commit_batch(
-        self, changes: Sequence[Change], *, trailers: Sequence[str] = ()
-    ) -> list[CommitInfo]:
+    def commit_batch(self, changes: Sequence[Change]) -> list[CommitInfo]:
         """Record ``changes`` as one commit per actor, in the order of each actor's first change.
 
         Later changes to the same path win. An upsert whose content is already there and a
         delete of an absent path change nothing; no change, no commit. The branch moves once,
-        after the last of the batch's commits is written. ``trailers`` end every message
-        (``Shard: 2/4`` names the shard that wrote it).
+        after the last of the batch's commits is written.
         """
-        return self._writer.commit_batch(changes, trailers=trailers)
+        return self._writer.commit_batch(changes)
 
     def pack(self, *, full: bool | None = None) -> int:
         """Pack the loose objects; returns how many (see :meth:`Packer.pack`)."""

@@ -6,10 +6,12 @@ size of the tree.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pygit2
+
+from exporter.gitstore.ownership import Ownership
 
 _BLOB = pygit2.enums.FileMode.BLOB
 _TREE = pygit2.enums.FileMode.TREE
@@ -90,3 +92,28 @@ def _build(
     counter[0] += 1
     written: pygit2.Oid = builder.write()
     return written
+
+
+def owned_files(root: pygit2.Tree, scope: Ownership) -> Iterator[tuple[str, str]]:
+    """``(path, blob id)`` of the files of ``root`` that ``scope`` owns, paths as its layout
+    names them (the prefix taken off); only the owned folder is walked."""
+    tree: pygit2.Object | None = root
+    if scope.prefix:
+        try:
+            tree = root[scope.prefix.rstrip("/")]
+        except KeyError:
+            return
+    if not isinstance(tree, pygit2.Tree):
+        return
+    for path, blob in walk_files(tree, ""):
+        if scope.types is None or scope.owns(scope.prefix + path):
+            yield path, blob
+
+
+def walk_files(tree: pygit2.Tree, prefix: str) -> Iterator[tuple[str, str]]:
+    """``(path, blob id)`` of every file below ``tree``, paths starting with ``prefix``."""
+    for entry in tree:
+        if isinstance(entry, pygit2.Tree):
+            yield from walk_files(entry, f"{prefix}{entry.name}/")
+        else:
+            yield f"{prefix}{entry.name}", str(entry.id)

@@ -23,7 +23,6 @@ from exporter.converge import converge
 from exporter.gitstore import CommitInfo, GitStore, GitStoreError, NotLeading
 from exporter.metrics import Metrics
 from exporter.pushing import PushHealth
-from exporter.runner.shards import Shards
 from exporter.runner.watchers import Watchers
 from exporter.sync import Normalizer
 
@@ -47,11 +46,7 @@ class Pacing:
         normalize: Normalizer,
         wake: asyncio.Event,
         intake_done: asyncio.Event,
-        shards: Shards,
-        stop: asyncio.Event,
     ) -> None:
-        self._shards = shards
-        self._stop = stop
         self._settings = settings
         self._run = settings.run
         self._store = store
@@ -78,8 +73,6 @@ class Pacing:
         try:
             while not self._intake_done.is_set():
                 self._wake.clear()
-                if self._shards.adopting and not self._stop.is_set():
-                    await self._take_up()  # never during a drain: no watch starts then
                 if self._branch_moved:
                     await self._converge()
                 due = coalescer.due_in()
@@ -104,7 +97,7 @@ class Pacing:
         await converge(
             coalescer=coalescer,
             branch=branch,
-            followed=self._watchers.recorded(),
+            followed=self._watchers.resources(),
             cluster=self._cluster,
             normalize=self._normalize,
         )
@@ -119,11 +112,7 @@ class Pacing:
         if not batch.changes:
             return
         try:
-            infos = []
-            for trailers, changes in self._shards.by_shard(batch.changes):
-                infos += await asyncio.to_thread(
-                    self._store.commit_batch, changes, trailers=trailers
-                )
+            infos = await asyncio.to_thread(self._store.commit_batch, list(batch.changes))
         except GitStoreError:
             self.metrics.commit_failures.inc()
             coalescer.restore(batch)
@@ -141,19 +130,6 @@ class Pacing:
                 self._report_manual(info)
         self.unpushed_commits += len(infos)
         self._unpushed.set()
-
-    async def _take_up(self) -> None:
-        """Take up shards won while running: catch up with the remote (their last writer's
-        commits), reload the committed view from it, then list each of their types once and
-        watch it; no other type is listed again."""
-        shards, self._shards.adopting = frozenset(self._shards.adopting), set()
-        try:
-            await asyncio.to_thread(self._store.catch_up)
-        except GitStoreError as error:  # the next push replays and converges instead
-            log.warning("shards.catch_up_failed", error=str(error))
-        await self._converge()
-        before = self._shards.take_up(shards)
-        await self._watchers.take_up(before, stop=self._stop)
 
     def _report_manual(self, info: CommitInfo) -> None:
         """Count and log each manual change, so people can alert on changes outside Git."""

@@ -29,13 +29,15 @@ def git(repo: Path, *args: str, check: bool = True) -> str:
     ).stdout
 
 
-def tree(repo: Path, ref: str = BRANCH) -> dict[str, str]:
-    """path → blob id at ``ref`` ({} when the branch does not exist yet)."""
+def tree(repo: Path, ref: str = BRANCH, *, prefix: str = "") -> dict[str, str]:
+    """path → blob id at ``ref`` ({} when the branch does not exist yet); with ``prefix``,
+    only the files below that folder, named without it (one cluster of a fleet)."""
     out = git(repo, "ls-tree", "-r", ref, check=False)
     entries = {}
     for line in out.splitlines():
         meta, path = line.split("\t", 1)
-        entries[path] = meta.split()[2]
+        if path.startswith(prefix):
+            entries[path[len(prefix) :]] = meta.split()[2]
     return entries
 
 
@@ -125,19 +127,22 @@ def fresh_snapshot(tmp_path: Path, kubeconfig: Path) -> dict[str, str]:
     return tree(repo)
 
 
-def converges_to_snapshot(repo: Path, tmp_path: Path, kubeconfig: Path) -> None:
-    """The branch ends equal to a fresh snapshot of the cluster (retried while it settles)."""
+def converges_to_snapshot(
+    repo: Path, tmp_path: Path, kubeconfig: Path, *, prefix: str = "", within: float = 60
+) -> None:
+    """The branch (below ``prefix``) ends equal to a fresh snapshot of the cluster (retried
+    while it settles)."""
     last: dict[str, Any] = {}
 
     def equal() -> bool:
-        ours, fresh = tree(repo), fresh_snapshot(tmp_path, kubeconfig)
+        ours, fresh = tree(repo, prefix=prefix), fresh_snapshot(tmp_path, kubeconfig)
         last["diff"] = sorted(set(ours.items()) ^ set(fresh.items()))[:10]
         return ours == fresh
 
     try:
-        eventually("the branch to equal a fresh snapshot", equal, within=60)
+        eventually(f"the branch ({prefix or 'root'}) to equal a fresh snapshot", equal, within)
     except pytest.fail.Exception:
-        pytest.fail(f"branch differs from a fresh snapshot: {last.get('diff')}")
+        pytest.fail(f"branch {prefix} differs from a fresh snapshot: {last.get('diff')}")
 
 
 def free_port() -> int:
@@ -178,6 +183,9 @@ class ExporterProcess:
         run_config: str = "",
         extra_config: str = "",
         cluster_config: str = "",
+        git_config: str = "",
+        remote_config: str = "",
+        push_interval: float = 1.0,
         retry_delays: str = "[0.5, 1.0]",
         pacing_config: str = "",
     ) -> None:
@@ -192,10 +200,13 @@ class ExporterProcess:
             )
             .replace("quiet_period: 0.5", f"quiet_period: {quiet_period}")
             .replace("max_delay: 2.0", f"max_delay: {max_delay}")
+            .replace("push_interval: 1.0", f"push_interval: {push_interval}")
             # the batch can stretch under load, never below the plain maximum delay
             .replace("max_delay_under_load: 60.0", f"max_delay_under_load: {max(60, max_delay)}")
             .replace("\nrun:\n", "\nrun:\n" + run_config)
             .replace("\ncluster:\n", "\ncluster:\n" + cluster_config)
+            .replace("\ngit:\n", "\ngit:\n" + git_config)
+            .replace("  remote:\n", "  remote:\n" + remote_config)
             .replace("  pacing:\n", "  pacing:\n" + pacing_config)
             .replace("retry_delays: [0.5, 1.0]", f"retry_delays: {retry_delays}")
             + extra_config
