@@ -10,6 +10,7 @@ from __future__ import annotations
 import structlog
 
 from exporter.gitstore.branch import Branch, git_errors
+from exporter.gitstore.errors import GitStoreError
 from exporter.gitstore.push import Pusher
 
 log = structlog.get_logger()
@@ -32,15 +33,17 @@ def catch_up(branch: Branch, pusher: Pusher) -> str | None:
         return branch.head()
     with branch.lock:
         local, remote = branch.tip(), branch.tracked()
-        assert remote is not None
-        behind = local is None or (
+        if remote is None:  # never an assert: it must hold under ``python -O`` too
+            raise GitStoreError(
+                f"catching up in {branch.path} failed: the remote's branch "
+                f"{branch.settings.branch} does not point to a commit"
+            )
+        if local is None or (
             local.id != remote.id and branch.repo.descendant_of(remote.id, local.id)
-        )
-        if behind:
+        ):
             branch.repo.references.create(branch.ref, remote.id, force=True)
             log.info("gitstore.caught_up", tip=str(remote.id)[:12])
             return str(remote.id)
-        assert local is not None
         diverged = local.id != remote.id and not branch.repo.descendant_of(local.id, remote.id)
     if diverged:
         pusher.push()

@@ -17,6 +17,7 @@ from exporter.gitstore import (
     CredentialsUnavailable,
     GitSettings,
     GitStore,
+    GitStoreError,
     HostKeyUnknown,
     HttpsSettings,
     PushRejected,
@@ -361,3 +362,25 @@ def test_push_over_https_verifies_the_certificate(
         store.commit([configmap("a")])
         assert store.push().pushed
         assert remote_tip(git_cli, https_server.repo) == store.head()
+
+
+def test_a_remote_branch_that_is_not_a_commit_is_a_git_store_error(
+    tmp_path: Path, bare_remote: Path, git_cli: Git
+) -> None:
+    """A broken remote (its branch file edited to name a tree: git itself refuses to write
+    one) fails catching up with a one-line :class:`GitStoreError` the runner reports, never
+    an ``AssertionError`` that crashes ``kube2git run``; the local branch stays as it was."""
+    empty_tree = git_cli(
+        "--git-dir", str(bare_remote), "hash-object", "-t", "tree", "-w", "/dev/null"
+    ).strip()
+    (bare_remote / "refs" / "heads" / "kube2git").write_text(empty_tree + "\n")
+    with open_store(tmp_path / "local.git", url=str(bare_remote)) as store:
+        with pytest.raises(GitStoreError, match="branch kube2git does not point to a commit"):
+            store.catch_up()
+        assert store.head() is None
+        store.commit([configmap("a")])
+        ours = store.head()
+        with pytest.raises(GitStoreError) as raised:
+            store.catch_up()
+        assert "\n" not in str(raised.value)
+        assert store.head() == ours
