@@ -2,16 +2,23 @@
 
 Two workloads: uniform Deployments, and the realistic mix of ``benchmarks.objects.MIX``
 (large multi-line ConfigMaps, deeply nested custom resources, strings to quote or escape,
-unicode, long lists). kube2git's figure includes the whole offline path: parsing the JSON a
-live API server returns, the filter pipeline and the normalized YAML emitter. The baseline is
-only ``yaml.dump`` with PyYAML's C dumper (``CSafeDumper``) of the already filtered objects
-(no parsing, no filtering): the ratio is conservative.
+unicode, long lists), as the JSON an API server sends (``kind: List`` files of 50 objects).
 
-Times are CPU seconds of this process (both sides are single-threaded and CPU-bound; on a
-shared machine CPU time leaves out the time the process waited for a core). Within a round the
-two sides take turns every 50 objects, and each round gives one ratio; the reported ratio is
-the median of the rounds (a ratio of neighbouring timings survives the other jobs' noise better
-than either time).
+Two kube2git paths, each against the same baseline:
+
+- ``normalize``: the command's own path, :func:`exporter.normalize.normalize` on the files
+  (read, parse, input checks, filters, emitter), as ``kube2git normalize FILE`` runs it
+  without writing its output;
+- ``capture``: what the live capture does per object (orjson parse, filters, emitter).
+
+The baseline is only ``yaml.dump`` with PyYAML's C dumper (``CSafeDumper``) of the already
+filtered objects (no reading, no parsing, no filtering): the ratios are conservative.
+
+Times are CPU seconds of this process (every side is single-threaded and CPU-bound; on a
+shared machine CPU time leaves out the time the process waited for a core). Within a round
+the sides take turns every 50 objects, and each round gives one ratio per path; the reported
+ratio is the median of the rounds (a ratio of neighbouring timings survives the other jobs'
+noise better than either time).
 
     python -m benchmarks.bench_normalize [--objects 20000] [--rounds 3] [--json FILE]
 """
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +39,7 @@ import yaml
 
 from benchmarks.machine import run_context
 from benchmarks.objects import MIX, deployments, mix
+from exporter.normalize import normalize
 from exporter.serializer import dump_bytes
 from filters import Body, HpaIndex, Policy, Skip, build_pipeline
 
@@ -39,11 +48,17 @@ TARGET = 5.0
 """The goal of issue 15: kube2git normalize at least 5x PyYAML's C dumper."""
 
 CHUNK = 50
-"""Objects each side normalizes before the other takes its turn."""
+"""Objects each side normalizes before the next takes its turn (one input file)."""
 
 WORKLOADS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "deployments": deployments,
     "mix": mix,
+}
+SIDES = ("normalize", "capture", "pyyaml")
+LABELS = {
+    "normalize": "kube2git normalize (command)",
+    "capture": "kube2git capture path",
+    "pyyaml": "PyYAML CSafeDumper alone",
 }
 
 
@@ -59,46 +74,65 @@ def _pyyaml(obj: Body) -> bytes:
     ).encode()
 
 
+def _one_round(objects: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
+    """CPU seconds of each side on ``objects``, taking turns every :data:`CHUNK` objects."""
+    pipeline = build_pipeline(Policy(), hpa_index=HpaIndex())
+    chunks = [objects[first : first + CHUNK] for first in range(0, len(objects), CHUNK)]
+    files = []
+    for number, chunk in enumerate(chunks):
+        path = folder / f"chunk-{number}.json"
+        path.write_bytes(orjson.dumps({"apiVersion": "v1", "kind": "List", "items": chunk}))
+        files.append(path)
+    raws = [[orjson.dumps(obj) for obj in chunk] for chunk in chunks]
+    filtered = [[_filtered(pipeline, data) for data in raw] for raw in raws]
+    seconds = dict.fromkeys(SIDES, 0.0)
+    yaml_bytes = 0
+    for path, raw, bodies in zip(files, raws, filtered, strict=True):
+        hpa_index = HpaIndex()  # what the command builds once, outside the timing
+        command = build_pipeline(Policy(), hpa_index=hpa_index)
+        start = time.process_time()
+        results, summary = normalize([str(path)], pipeline=command, hpa_index=hpa_index)
+        after_normalize = time.process_time()
+        captured = [dump_bytes(_filtered(pipeline, data)) for data in raw]
+        after_capture = time.process_time()
+        for body in bodies:
+            _pyyaml(body)
+        end = time.process_time()
+        seconds["normalize"] += after_normalize - start
+        seconds["capture"] += after_capture - after_normalize
+        seconds["pyyaml"] += end - after_capture
+        assert summary.kept == len(raw), summary
+        assert sorted(results.values()) == sorted(captured), "both paths write the same bytes"
+        yaml_bytes += sum(map(len, captured))
+    json_bytes = sum(len(data) for raw in raws for data in raw)
+    return {"seconds": seconds, "json_bytes": json_bytes, "yaml_bytes": yaml_bytes}
+
+
 def measure(make: Callable[..., list[dict[str, Any]]], count: int, rounds: int) -> dict[str, Any]:
-    """CPU seconds of both sides per round, and the median of the per-round ratios.
+    """Median CPU seconds of each side, and the median of the per-round ratios.
 
     Every round normalizes ``count`` new objects (other names and uids, as in one long
-    ``kube2git normalize`` run: the emitter's memo helps only with what really repeats), and
-    the two sides take turns every :data:`CHUNK` objects, so that the other jobs of a shared
-    machine weigh on both alike.
+    ``kube2git normalize`` run: the emitter's memo helps only with what really repeats).
     """
-    pipeline = build_pipeline(Policy(), hpa_index=HpaIndex())
-    ours: list[float] = []
-    theirs: list[float] = []
-    json_bytes = yaml_bytes = 0
-    for number in range(rounds):
-        raw = [orjson.dumps(obj) for obj in make(count, seed=7 + number, start=number * count)]
-        filtered = [_filtered(pipeline, data) for data in raw]
-        json_bytes, yaml_bytes = sum(map(len, raw)), 0
-        mine = base = 0.0
-        for first in range(0, count, CHUNK):
-            start = time.process_time()
-            for data in raw[first : first + CHUNK]:
-                yaml_bytes += len(dump_bytes(_filtered(pipeline, data)))
-            middle = time.process_time()
-            for obj in filtered[first : first + CHUNK]:
-                _pyyaml(obj)
-            mine, base = mine + middle - start, base + time.process_time() - middle
-        ours.append(mine)
-        theirs.append(base)
-    ratios = [base / mine for mine, base in zip(ours, theirs, strict=True)]
-    kube2git_s, pyyaml_s = statistics.median(ours), statistics.median(theirs)
-    return {
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench-normalize-") as folder:
+        for number in range(rounds):
+            objects = make(count, seed=7 + number, start=number * count)
+            runs.append(_one_round(objects, Path(folder)))
+    row: dict[str, Any] = {
         "objects": count,
-        "json_bytes_per_object": round(json_bytes / count),
-        "yaml_bytes_per_object": round(yaml_bytes / count),
-        "kube2git_seconds": round(kube2git_s, 4),
-        "pyyaml_seconds": round(pyyaml_s, 4),
-        "kube2git_objects_per_second": round(count / kube2git_s),
-        "pyyaml_objects_per_second": round(count / pyyaml_s),
-        "ratios": [round(ratio, 2) for ratio in ratios],
-        "ratio": round(statistics.median(ratios), 2),
+        "json_bytes_per_object": round(runs[-1]["json_bytes"] / count),
+        "yaml_bytes_per_object": round(runs[-1]["yaml_bytes"] / count),
     }
+    for side in SIDES:
+        median = statistics.median(run["seconds"][side] for run in runs)
+        row[f"{side}_seconds"] = round(median, 4)
+        row[f"{side}_objects_per_second"] = round(count / median)
+    for side in ("normalize", "capture"):
+        ratios = [run["seconds"]["pyyaml"] / run["seconds"][side] for run in runs]
+        row[f"{side}_ratios"] = [round(ratio, 2) for ratio in ratios]
+        row[f"{side}_ratio"] = round(statistics.median(ratios), 2)
+    return row
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,14 +154,14 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"{name}: {row['objects']} objects, {row['json_bytes_per_object']} bytes of JSON each"
         )
-        for side in ("kube2git", "pyyaml"):
-            label = "kube2git normalize" if side == "kube2git" else "PyYAML CSafeDumper alone"
+        for side in SIDES:
             seconds, rate = row[f"{side}_seconds"], row[f"{side}_objects_per_second"]
-            print(f"  {label:26s} {seconds:8.3f} s {rate:10,} objects/s")
-        print(
-            f"  ratio (kube2git / PyYAML C dumper throughput): {row['ratio']:.2f}x "
-            f"(median of {row['ratios']}; target >= {TARGET:g}x)"
-        )
+            print(f"  {LABELS[side]:30s} {seconds:8.3f} CPU s {rate:10,} objects/s")
+        for side in ("normalize", "capture"):
+            print(
+                f"  ratio {LABELS[side]} / PyYAML C dumper: {row[f'{side}_ratio']:.2f}x "
+                f"(median of {row[f'{side}_ratios']}; target >= {TARGET:g}x)"
+            )
     print(f"load average {report['load_average']}, commit {report['commit']}")
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -105,6 +105,10 @@ class ClusterSettings:
     """Requests allowed in a burst above ``qps``."""
     page_size: int = 500
     """Objects per LIST page."""
+    list_concurrency: int = 4
+    """Types listed at once during a full sync (the start of ``run``, ``snapshot``, ``diff``):
+    on a slow or busy API server the sync then takes about as long as its slowest types
+    rather than the sum of all. Each type still lists its pages one after another."""
     list_mode: ListMode = ListMode.AUTO
     """``auto`` (the streaming WatchList, served from the API server's cache, falling back to
     pages where the server lacks it), ``paginate`` or ``watch-list``."""
@@ -182,6 +186,10 @@ class LeaderElectionSettings:
     """Seconds between renewals (and between attempts of a waiting replica)."""
 
 
+MAX_SHARDS = 64
+"""Each shard is a Lease every replica reads once per retry period: keep the count modest."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunSettings:
     """The continuous exporter (``kube2git run``)."""
@@ -196,6 +204,12 @@ class RunSettings:
     """Seconds allowed on SIGTERM to commit what is pending and push it."""
     leader_election: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)
     """Leader election between replicas."""
+    shards: int = 1
+    """Spread the resource types over this many shards, each written by the replica that
+    holds its Lease (``<leader_election.name>-shard-<i>``, with leader election's namespace,
+    identity and timings): replicas share the work and all commit to the one branch, each
+    touching only its own types' files. 1: one writer (leader election decides which when
+    enabled). At most 64."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +383,7 @@ _POSITIVE = frozenset(
         "cluster.qps",
         "cluster.burst",
         "cluster.page_size",
+        "cluster.list_concurrency",
         "cluster.request_timeout",
         "cluster.watch_timeout_seconds",
         "cluster.watch_idle_timeout",
@@ -385,6 +400,7 @@ _POSITIVE = frozenset(
         "run.leader_election.lease_duration",
         "run.leader_election.renew_deadline",
         "run.leader_election.retry_period",
+        "run.shards",
     }
 )
 """Numbers that must be above zero (zero would mean no rate, no page limit, no wait...)."""
@@ -547,6 +563,8 @@ def check_settings(settings: Settings, *, source: str) -> Settings:
             f"{source}: run.leader_election.renew_deadline must be less than "
             f"run.leader_election.lease_duration ({election.lease_duration:g})"
         )
+    if settings.run.shards > MAX_SHARDS:
+        raise ConfigError(f"{source}: run.shards must be at most {MAX_SHARDS}")
     return settings
 
 

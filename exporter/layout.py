@@ -12,6 +12,7 @@ one encoding. Offline input is checked against Kubernetes' own naming rules firs
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -57,14 +58,16 @@ class ObjectKey:
     @property
     def path(self) -> str:
         """The file's path in the repository (always ``/``-separated)."""
-        # Discovery names are DNS labels and subdomains (escaping leaves them as they are),
-        # but an aggregated API server may make up anything: it must stay one folder too.
-        resource = escape_name(self.resource).replace(".", "%2E")
-        folder = f"{resource}.{escape_name(self.group)}" if self.group else resource
-        leaf = "/".join(_leaf_pieces(escape_name(self.name)))
+        escaped = escape_name(self.name)
+        if len(escaped) + len(_SUFFIX) <= NAME_MAX:
+            leaf = escaped + _SUFFIX
+        else:
+            leaf = "/".join(_leaf_pieces(escaped))
         if self.namespace is None:
-            return f"cluster/{folder}/{leaf}"
-        return f"namespaces/{escape_name(self.namespace)}/{folder}/{leaf}"
+            return f"cluster/{_type_folder(self.resource, self.group)}/{leaf}"
+        return (
+            f"{_namespace_folder(self.namespace)}{_type_folder(self.resource, self.group)}/{leaf}"
+        )
 
     @classmethod
     def from_path(cls, path: str) -> ObjectKey:
@@ -87,6 +90,21 @@ class ObjectKey:
 
     def __str__(self) -> str:
         return self.path
+
+
+@functools.lru_cache(maxsize=4096)
+def _type_folder(resource: str, group: str) -> str:
+    """``<resource>[.<group>]``, escaped; memoized: a cluster has few types, and every commit
+    computes the path of each object it names several times."""
+    # Discovery names are DNS labels and subdomains (escaping leaves them as they are),
+    # but an aggregated API server may make up anything: it must stay one folder too.
+    folder = escape_name(resource).replace(".", "%2E")
+    return f"{folder}.{escape_name(group)}" if group else folder
+
+
+@functools.lru_cache(maxsize=4096)
+def _namespace_folder(namespace: str) -> str:
+    return f"namespaces/{escape_name(namespace)}/"
 
 
 def escape_name(name: str) -> str:

@@ -14,6 +14,7 @@ mode, :class:`ShardElector` any number of the ``run.shards`` Leases (one per sha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import hashlib
 import math
@@ -265,9 +266,9 @@ class ShardElector:
     those it holds, and stops the process when one of them could not be renewed in time.
 
     A fair share is ``ceil(shards / members)``, the members being the live holders seen on
-    the shard Leases plus this replica; it takes at most one shard per ``retry_period`` and,
-    during its first ``lease_duration``, at most one shard in all, so replicas that start
-    together spread out instead of the first one taking everything. Each replica tries the
+    the shard Leases plus this replica. During its first ``lease_duration`` it takes one
+    shard in all, so replicas that start together spread out instead of the first one taking
+    everything. Each replica tries the
     free shards in its own order (rendezvous hashing of its identity), so they rarely race
     for the same one. A replica started after the shards were all taken waits as a standby
     until one is freed (a replica stopped or died).
@@ -313,6 +314,11 @@ class ShardElector:
         """The shards this replica holds (their fences may have lapsed: see :meth:`holds`)."""
         return frozenset(self._held)
 
+    @property
+    def is_leader(self) -> bool:
+        """Whether this replica holds a shard and may write for it now."""
+        return self.holds()
+
     def holds(self) -> bool:
         """The git store's fence: every shard this replica writes for is still held."""
         return bool(self._held) and all(self._leases[s].holds() for s in self._held)
@@ -331,7 +337,7 @@ class ShardElector:
         """Wait until this replica holds a shard (True) or ``stop`` is set (False)."""
         log.info("shards.waiting", identity=self.identity, shards=self.shards)
         while not stop.is_set():
-            if await self._round() is not None:
+            if await self._take_one() is not None:
                 return True
             try:
                 async with asyncio.timeout(self._settings.retry_period):
@@ -342,33 +348,54 @@ class ShardElector:
 
     async def hold(self) -> None:
         """Renew the held shards and take free ones up to the fair share, until cancelled;
-        raise :class:`LeadershipLost` once a held shard's Lease lapsed."""
+        raise :class:`LeadershipLost` once a held shard's Lease lapsed.
+
+        Renewing and taking are two loops, so a slow look at the free shards (the API server
+        under load) never delays a renewal.
+        """
+        taking = asyncio.ensure_future(self._taking())
+        try:
+            await self._renewing()
+        finally:
+            taking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await taking
+
+    async def _renewing(self) -> None:
         while True:
             await self._sleep(self._settings.retry_period)
-            won = await self._round()
-            if won is not None:
+            held = sorted(self._held)
+            await asyncio.gather(*(self._renew(shard) for shard in held))
+            lapsed = [s for s in held if not self._leases[s].holds()]
+            if lapsed:
+                names = ", ".join(self._leases[s].name for s in lapsed)
+                log.error("shards.lost", identity=self.identity, leases=names)
+                raise LeadershipLost(f"could not renew the lease(s) {names} in time")
+
+    async def _taking(self) -> None:
+        while True:
+            await self._sleep(self._settings.retry_period)
+            for won in await self._take():
                 self.acquired.put_nowait(won)
 
-    async def _round(self) -> int | None:
-        """Renew what is held, look at the rest, take one free shard when below the fair
-        share; the shard taken, if any."""
-        held = sorted(self._held)
-        await asyncio.gather(*(self._renew(shard) for shard in held))
-        lapsed = [s for s in held if not self._leases[s].holds()]
-        if lapsed:
-            names = ", ".join(self._leases[s].name for s in lapsed)
-            log.error("shards.lost", identity=self.identity, leases=names)
-            raise LeadershipLost(f"could not renew the lease(s) {names} in time")
-        want = len(self._held) < self.fair_share()
+    async def _take_one(self) -> int | None:
+        won = await self._take(at_most=1)
+        return won[0] if won else None
+
+    async def _take(self, at_most: int | None = None) -> list[int]:
+        """Look at the shards not held; take free ones while below the fair share (one in
+        all during the first lease duration: see the class docstring)."""
+        won: list[int] = []
         for shard in self._preference:
             if shard in self._held:
                 continue
+            want = len(self._held) < self.fair_share() and (at_most is None or len(won) < at_most)
             lease = self._leases[shard]
             if await lease.attempt(within=self._settings.renew_deadline, take=want):
                 self._held.add(shard)
+                won.append(shard)
                 log.info("shards.acquired", identity=self.identity, shard=shard, lease=lease.name)
-                return shard
-        return None
+        return won
 
     async def _renew(self, shard: int) -> None:
         lease = self._leases[shard]

@@ -183,6 +183,12 @@ class Metrics:
             "1 while this replica holds the leader lease (always 1 without leader election).",
             registry=r,
         )
+        self.shards = Gauge(
+            "kube2git_shard",
+            "1 for each shard (run.shards) whose types this replica records.",
+            ["shard"],
+            registry=r,
+        )
         self.convergences = Counter(
             "kube2git_branch_convergences",
             "Times the branch moved onto commits kube2git did not write (a replay on a remote "

@@ -28,7 +28,7 @@ from exporter.untrusted import (
     InputError,
     display_name,
     json_shaped,
-    load_json,
+    load_json_shaped,
     load_yaml,
     read_text,
 )
@@ -66,7 +66,7 @@ class Summary:
 def parse_documents(name: str, text: str) -> Iterator[object]:
     """The documents of a JSON or YAML file, parsed lazily, as JSON-shaped values."""
     if text.lstrip().startswith(("{", "[")):
-        yield json_shaped(str(Source(name, 1)), load_json(name, text))
+        yield load_json_shaped(str(Source(name, 1)), name, text)
         return
     for number, document in enumerate(load_yaml(name, text), start=1):
         yield json_shaped(str(Source(name, number)), document)

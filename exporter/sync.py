@@ -14,9 +14,9 @@ import functools
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import structlog
 
@@ -32,6 +32,7 @@ from exporter.layout import ObjectKey
 from exporter.messages import Change, Delete, Upsert, field_managers
 from exporter.retry import RetryPolicy
 from exporter.serializer import dump_bytes
+from exporter.sharding import EVERY_TYPE, ShardTypes
 from filters import HpaIndex, Pipeline, Skip
 from filters.select import TypeSelection
 
@@ -83,11 +84,6 @@ class SyncReport:
 
 Progress = Callable[[ApiResource, int, SyncReport], None]
 """Called as objects arrive: the type being listed and its count so far."""
-
-
-def _ordered(resources: Iterable[ApiResource]) -> list[ApiResource]:
-    """HorizontalPodAutoscalers first, so the replica rule knows every target in time."""
-    return sorted(resources, key=lambda r: r.resource != "horizontalpodautoscalers")
 
 
 def _type_folders(index: Mapping[str, str]) -> dict[tuple[str, str], list[str]]:
@@ -148,6 +144,15 @@ class Dropped:
 SyncStep = Listed | NotListed | Dropped
 
 
+class _ToRead(NamedTuple):
+    """A type the sync lists, with its files on the branch."""
+
+    resource: ApiResource
+    existing: list[str]
+    recorded: bool
+    """False: listed only for the HPA rule or discovery; its files are another shard's."""
+
+
 class FullSync:
     """One pass over the whole cluster; reusable state lives in the caller."""
 
@@ -164,14 +169,19 @@ class FullSync:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        recorded: ShardTypes = EVERY_TYPE,
     ) -> None:
         self._cluster = cluster
+        self._recorded = recorded
+        """With ``run.shards``: types of other shards are neither listed nor deleted (those
+        every shard follows are listed for their side effects, and recorded by their own)."""
         self._normalize = Normalizer(pipeline=pipeline, hpa_index=hpa_index)
         self._types = TypeSelection(settings.filters.select)
         self._skip = frozenset(settings.cluster.skip_types)
         self._blob_id = blob_id
         self._progress = progress
         self._retry = RetryPolicy.from_settings(settings.cluster)
+        self._concurrency = settings.cluster.list_concurrency
         self._attempts = max(attempts, 1)
         """Tries per type before it counts as not read (``run`` hands it to its watcher)."""
         self._sleep = sleep
@@ -209,9 +219,12 @@ class FullSync:
         folders = _type_folders(index)
         served = {(r.group, r.resource) for r in discovery.resources}
         failed_groups = {gv.rpartition("/")[0] for gv in discovery.failed_groups}
-        readable = 0
-        for resource in _ordered(discovery.resources):
-            existing = folders.get((resource.group, resource.resource), [])
+        owner = self._recorded
+        followed = [r for r in discovery.resources if owner.follows(r.group, r.resource)]
+        wanted: list[_ToRead] = []
+        for resource in followed:
+            recorded = owner.records(resource.group, resource.resource)
+            existing = folders.get((resource.group, resource.resource), []) if recorded else []
             if resource.name in self._skip or not self._types.selects(
                 resource.api_version, resource.kind
             ):
@@ -219,35 +232,85 @@ class FullSync:
                 if existing:
                     yield Dropped([Delete(ObjectKey.from_path(p), resource.kind) for p in existing])
                 continue
-            try:
-                type_changes = await self._retrying(
-                    resource.name,
-                    functools.partial(self._list_type, resource, index, existing, report),
-                )
-            except Unauthorized:
-                raise
-            except Forbidden as error:
-                report.types_failed[resource.name] = "forbidden"
-                report.types_denied.add(resource.name)
-                log.warning("sync.forbidden", type=resource.name, error=str(error))
-                yield NotListed(resource, error)
-                continue
-            except ClusterError as error:
-                report.types_failed[resource.name] = str(error)
-                log.warning("sync.list_failed", type=resource.name, error=str(error))
-                yield NotListed(resource, error)
-                continue
-            readable += 1
-            report.types_listed += 1
-            yield Listed(resource, type_changes, report.resource_versions[resource])
+            wanted.append(_ToRead(resource, existing, recorded=recorded))
+        # HorizontalPodAutoscalers complete before any other type starts: the replica rule
+        # must know every target before the first Deployment is normalized.
+        hpas = [w for w in wanted if w.resource.resource == "horizontalpodautoscalers"]
+        others = [w for w in wanted if w.resource.resource != "horizontalpodautoscalers"]
+        readable = 0
+        for batch in (hpas, others):
+            async for step in self._read_types(batch, index, report):
+                readable += isinstance(step, Listed)
+                yield step
         # Types no longer served (a CRD removed) lose their files, unless their group's
         # discovery failed: then we cannot know.
         for (group, resource_name), paths in folders.items():
-            if (group, resource_name) not in served and group not in failed_groups:
+            if (
+                (group, resource_name) not in served
+                and group not in failed_groups
+                and owner.records(group, resource_name)
+            ):
                 yield Dropped([Delete(ObjectKey.from_path(p), resource_name) for p in paths])
-        if discovery.resources and readable == 0:
+        if followed and readable == 0:
             raise ClusterError("no type could be read: " + _reasons(report.types_failed))
         report.seconds = self._clock() - started
+
+    async def _read_types(
+        self,
+        wanted: Sequence[_ToRead],
+        index: Mapping[str, str],
+        report: SyncReport,
+    ) -> AsyncIterator[Listed | NotListed]:
+        """Up to ``list_concurrency`` types read at once, each yielded as it completes: on a
+        slow or busy API server a sync takes about as long as its slowest types, not the sum
+        of all of them (a restart during heavy change took 77 s one type after another)."""
+        waiting = iter(wanted)
+        running: dict[asyncio.Task[Listed | NotListed], int] = {}
+        order = 0
+        try:
+            while True:
+                while len(running) < self._concurrency:
+                    nxt = next(waiting, None)
+                    if nxt is None:
+                        break
+                    task = asyncio.ensure_future(self._read_type(nxt, index, report))
+                    running[task] = order
+                    order += 1
+                if not running:
+                    return
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(done, key=running.__getitem__):
+                    del running[task]
+                    yield task.result()
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _read_type(
+        self, wanted: _ToRead, index: Mapping[str, str], report: SyncReport
+    ) -> Listed | NotListed:
+        resource, existing, recorded = wanted
+        try:
+            type_changes = await self._retrying(
+                resource.name,
+                functools.partial(self._list_type, resource, index, existing, report),
+            )
+        except Unauthorized:
+            raise
+        except Forbidden as error:
+            report.types_failed[resource.name] = "forbidden"
+            report.types_denied.add(resource.name)
+            log.warning("sync.forbidden", type=resource.name, error=str(error))
+            return NotListed(resource, error)
+        except ClusterError as error:
+            report.types_failed[resource.name] = str(error)
+            log.warning("sync.list_failed", type=resource.name, error=str(error))
+            return NotListed(resource, error)
+        report.types_listed += 1
+        if not recorded:
+            type_changes = []  # listed for the HPA rule or discovery; another shard's
+        return Listed(resource, type_changes, report.resource_versions[resource])
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """``call``, tried up to ``attempts`` times with the retry policy's waits between
@@ -279,12 +342,13 @@ class FullSync:
         skipped: Counter[str] = Counter()
         size = 0
         count = 0
-        budget = self._detail_budget
         resource_version = ""
+        detailed = 0  # of the sync's detail budget, spent on this type
         async for page in self._cluster.read(resource):
             if page.restart:
                 seen, changes, kept, skipped, size, count = set(), [], 0, Counter(), 0, 0
-                budget = self._detail_budget
+                self._detail_budget += detailed
+                detailed = 0
             resource_version = page.resource_version or resource_version
             for obj in page.items:
                 count += 1
@@ -297,13 +361,14 @@ class FullSync:
                 kept += 1
                 size += len(change.content)
                 known = index.get(path)
-                if known == self._blob_id(change.content):
+                if known is not None and known == self._blob_id(change.content):
                     continue
-                if known is None and budget <= 0:
+                if known is None and self._detail_budget <= 0:
                     # A commit message names a few hundred objects at most: past that, an
                     # added object's parsed body is dead weight (most of a sync's memory).
                     change = dataclasses.replace(change, body={}, managers=())
-                budget -= 1
+                self._detail_budget -= 1
+                detailed += 1
                 changes.append(change)
             if self._progress is not None:
                 self._progress(resource, count, report)
@@ -312,7 +377,6 @@ class FullSync:
             for path in existing
             if path not in seen
         ]
-        self._detail_budget = budget
         report.kept += kept
         report.skipped.update(skipped)
         report.bytes += size

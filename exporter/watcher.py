@@ -69,6 +69,9 @@ class RelistReason(enum.Enum):
     """The type's earlier list failed (at start-up or in a relist)."""
     NEW_TYPE = "new-type"
     """The type appeared while running (a CRD or an API service was added)."""
+    SHARD_MOVED = "shard-moved"
+    """The type's shard moved to this replica (``run.shards``: its last writer died or
+    stopped)."""
 
 
 @dataclass(slots=True)

@@ -52,8 +52,8 @@ environment variable, then the file, then the default. Durations are in seconds.
 Values are checked when the file is loaded (and flags and environment variables when they are
 read): numbers are never negative, and those marked below must be greater than 0; `run.listen`
 must be `HOST:PORT` (IPv6 in brackets) or empty; `run.pacing.max_delay_under_load` is at least
-`run.pacing.max_delay`; `run.leader_election.renew_deadline` is less than its
-`lease_duration`; `git.remote.url` must not carry a password (`https://user:token@...`):
+`run.pacing.max_delay`; `run.shards` is at most 64; `run.leader_election.renew_deadline` is less
+than its `lease_duration`; `git.remote.url` must not carry a password (`https://user:token@...`):
 credentials come from files, and they are never sent to an `http://` remote unless
 `git.remote.https.allow_insecure_http` is true. The file is read with the limits of
 docs/operations.md ("Input limits").

@@ -280,13 +280,15 @@ def build_message(
     max_objects: int = 500,
     max_fields: int = 20,
     cluster: str = "",
+    extra_trailers: Sequence[str] = (),
 ) -> CommitMessage:
     """The commit message for one actor's effective changes (at least one).
 
     Trailers: ``Attribution:`` (how the author is known), ``Change-Kind:``, the field managers
     involved (most changes first, ties to who acted last), the newest resourceVersion, and
     ``Observed-After-Gap:`` when actor and order are unknown, and ``Cluster:`` in a fleet
-    repository (``cluster``: this cluster's name, which also starts the subject).
+    repository (``cluster``: this cluster's name, which also starts the subject), then
+    ``extra_trailers`` (``Shard: 2/4`` with ``run.shards``).
     """
     if not changes:
         raise ValueError("a commit message needs at least one change")
@@ -330,6 +332,7 @@ def build_message(
         trailers.append(f"Observed-After-Gap: {actor.gap.value}")
     if any(c.audit_missed for c in ordered):
         trailers.append("Audit-Fact: none (the audit webhook named no user in time)")
+    trailers += extra_trailers
     text = f"{subject}\n\n" + "\n".join(lines) + "\n\n" + "\n".join(trailers) + "\n"
     return CommitMessage(subject=subject, text=text, actor=actor, change_kind=change_kind)
 

@@ -1,8 +1,9 @@
 """Packing: the loose objects libgit2 writes become packs, and many packs become one.
 
-Owns the count of loose objects, whether a bulk pack left blobs without deltas, and when a
-pack is due. It never moves a ref, and it never removes a loose object or an old pack before
-the pack that replaces it is complete on disk: a process killed mid-pack keeps every object.
+Owns the count of loose objects, whether a large commit's pack left blobs stored (without
+deltas or compression), and when a pack is due. It never moves a ref, and it never removes a
+loose object or an old pack before the pack that replaces it is complete on disk: a process
+killed mid-pack keeps every object.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from exporter.gitstore.transport import repack
 log = structlog.get_logger()
 
 _HEX = frozenset("0123456789abcdef")
+_STORED_PACK_KEY = "kube2git.storedPack"
 
 
 class Packer:
@@ -32,8 +34,22 @@ class Packer:
         self.settings = branch.settings.pack
         self.loose = self.count_loose()
         """Loose objects written since the last pack (an estimate between packs)."""
-        self.undeltified = False
-        """A bulk pack wrote blobs without deltas: the next pack repacks everything."""
+        self.undeltified = self._stored_pack_pending()
+        """A large commit wrote a pack of stored (undeflated, undeltified) blobs: the next
+        pack is a full repack that compresses every object again. Kept in the repository's
+        config too, so a restart before that repack still does it."""
+
+    def wrote_stored_pack(self) -> None:
+        """A pack of :class:`~exporter.gitstore.packs.PackWriter` was written."""
+        if not self.undeltified:
+            self._branch.repo.config[_STORED_PACK_KEY] = True
+            self.undeltified = True
+
+    def _stored_pack_pending(self) -> bool:
+        try:
+            return self._branch.repo.config.get_bool(_STORED_PACK_KEY)
+        except KeyError:
+            return False
 
     @property
     def path(self) -> Path:
@@ -73,9 +89,11 @@ class Packer:
             if full is None:
                 full = self.undeltified or packs >= self.settings.max_packs
             if full:
-                repack(self.path)
+                repack(self.path, recompress=self.undeltified)
                 write_commit_graph(self.path)  # kube2git log's speed on long histories
-                self.undeltified = False
+                if self.undeltified:
+                    del self._branch.repo.config[_STORED_PACK_KEY]
+                    self.undeltified = False
                 for _, file in loose:  # git keeps unreachable loose objects: leftovers
                     file.unlink(missing_ok=True)
             elif loose:

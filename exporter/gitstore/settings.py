@@ -97,9 +97,10 @@ class PackSettings:
     threads: int = 0
     """Threads for delta search; 0 means one per CPU."""
     bulk_threshold: int = 1000
-    """A commit with more new blobs than this writes them as one pack (through
-    ``git index-pack``) instead of one loose file each: an initial sync of 100,000 objects
-    would otherwise create 100,000 files. ``0`` disables it."""
+    """A commit with more new blobs than this writes them as one pack, stored without
+    compression, instead of one loose file each (an initial sync of 100,000 objects would
+    otherwise create 100,000 files); the next pack, automatic right after that commit,
+    repacks and compresses everything (``git repack -a -d -F``). ``0`` disables it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from exporter.gitstore.catchup import catch_up
 from exporter.gitstore.lock import WriterLock
 from exporter.gitstore.ownership import Ownership
 from exporter.gitstore.packing import Packer
+from exporter.gitstore.packs import OBJ_BLOB, object_id
 from exporter.gitstore.push import Pusher, PushResult
 from exporter.gitstore.settings import GitSettings
 from exporter.gitstore.signing import SshSigner
@@ -156,7 +157,7 @@ class GitStore:
     @staticmethod
     def blob_id(content: bytes) -> str:
         """The id ``content`` has (or would have) as a blob; no write."""
-        return str(pygit2.hash(content))
+        return object_id(OBJ_BLOB, content).hex()
 
     @git_errors("reading a file")
     def read(self, path: str) -> bytes | None:
@@ -198,14 +199,17 @@ class GitStore:
         infos = self.commit_batch(changes)
         return infos[-1] if infos else None
 
-    def commit_batch(self, changes: Sequence[Change]) -> list[CommitInfo]:
+    def commit_batch(
+        self, changes: Sequence[Change], *, trailers: Sequence[str] = ()
+    ) -> list[CommitInfo]:
         """Record ``changes`` as one commit per actor, in the order of each actor's first change.
 
         Later changes to the same path win. An upsert whose content is already there and a
         delete of an absent path change nothing; no change, no commit. The branch moves once,
-        after the last of the batch's commits is written.
+        after the last of the batch's commits is written. ``trailers`` end every message
+        (``Shard: 2/4`` names the shard that wrote it).
         """
-        return self._writer.commit_batch(changes)
+        return self._writer.commit_batch(changes, trailers=trailers)
 
     def pack(self, *, full: bool | None = None) -> int:
         """Pack the loose objects; returns how many (see :meth:`Packer.pack`)."""

@@ -15,19 +15,15 @@ variables set only for that child), never through the command line or the URL.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import os
 import random
 import re
 import shlex
 import signal
-import struct
 import subprocess
 import tempfile
-import zlib
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -46,7 +42,8 @@ from exporter.gitstore.errors import (
 )
 from exporter.gitstore.settings import HttpsSettings, RemoteSettings
 
-_OBJ_BLOB = 3
+_LOST_REF_RACE = re.compile(r"cannot lock ref '[^']*': is at [0-9a-f]+ but expected [0-9a-f]+")
+"""git's words when a ref update finds the ref moved since the push began (receive-pack)."""
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
 _SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?[^/:]+:(?!//)")
 _ASKPASS = """#!/bin/sh
@@ -164,77 +161,10 @@ def _http_credentials(settings: HttpsSettings) -> _HttpCredentials | None:
     return None
 
 
-def _pack_entry(blob: bytes) -> bytes:
-    """One undeltified blob entry: a type-and-size header, then the zlib stream."""
-    size = len(blob)
-    byte = (_OBJ_BLOB << 4) | (size & 0x0F)
-    size >>= 4
-    head = bytearray()
-    while size:
-        head.append(byte | 0x80)
-        byte = size & 0x7F
-        size >>= 7
-    head.append(byte)
-    return bytes(head) + zlib.compress(blob)
-
-
-def _pack_entries(blobs: Sequence[bytes]) -> Iterator[bytes]:
-    """A version 2 pack of whole (undeltified) blobs, trailer included.
-
-    zlib releases the GIL, so entries are compressed on a few threads, in order.
-    """
-    digest = hashlib.sha1()  # noqa: S324 - the pack format's checksum, not security
-    header = b"PACK" + struct.pack(">II", 2, len(blobs))
-    digest.update(header)
-    yield header
-    workers = min(4, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for chunk in pool.map(_pack_entry, blobs, chunksize=256):
-            digest.update(chunk)
-            yield chunk
-    yield digest.digest()
-
-
-def index_pack(git_dir: Path, blobs: Sequence[bytes], *, timeout: float = 600.0) -> None:
-    """Store ``blobs`` as one new pack with ``git index-pack``.
-
-    git writes the pack and its index under temporary names and renames them into place, so a
-    killed process leaves at most a temporary file and never a pack without its index.
-    """
-    command = [
-        "git",
-        f"--git-dir={git_dir}",
-        "-c",
-        f"safe.directory={git_dir}",
-        "index-pack",
-        "--stdin",
-    ]
-    # the command is fixed; no shell is involved
-    with subprocess.Popen(  # noqa: S603
-        command,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull},
-    ) as proc:
-        assert proc.stdin is not None
-        assert proc.stderr is not None
-        try:
-            for chunk in _pack_entries(blobs):
-                proc.stdin.write(chunk)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # git failed early; its message follows
-        err = proc.stderr.read()
-        code = proc.wait(timeout=timeout)
-    if code != 0:
-        raise GitStoreError(
-            f"git index-pack failed in {git_dir}: {err.decode(errors='replace').strip()}"
-        )
-
-
-def repack(git_dir: Path, *, timeout: float = 3600.0) -> None:
-    """Repack everything reachable into one pack with fresh deltas (``git repack -a -d -f``).
+def repack(git_dir: Path, *, recompress: bool = False, timeout: float = 3600.0) -> None:
+    """Repack everything reachable into one pack with fresh deltas (``git repack -a -d -f``);
+    ``recompress`` deflates every object again (``-F``), as the stored objects of a pack that
+    :class:`~exporter.gitstore.packs.PackWriter` wrote need.
 
     Why git and not libgit2's PackBuilder: measured on 20,000 objects, PackBuilder fed from the
     object database (no path names for its delta heuristics) wrote a pack twice as large
@@ -251,7 +181,7 @@ def repack(git_dir: Path, *, timeout: float = 3600.0) -> None:
         "repack",
         "-a",
         "-d",
-        "-f",
+        "-F" if recompress else "-f",
         "-q",
     ]
     env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
@@ -437,6 +367,10 @@ class GitTransport:
             if flag == "=":
                 return PushOutcome.UP_TO_DATE
             if flag == "!" and summary.startswith("[rejected]"):
+                return PushOutcome.BEHIND
+            if flag == "!" and _LOST_REF_RACE.search(f"{summary}\n{err}"):
+                # another push moved the branch between the remote's checks and its update
+                # of the ref: the compare-and-swap lost, as for a branch that moved on
                 return PushOutcome.BEHIND
             if flag == "!":
                 # the server's own words (a hook's, a branch protection's) say why

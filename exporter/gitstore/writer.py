@@ -36,8 +36,8 @@ from exporter.gitstore.message import (
     responsible_for_paths,
 )
 from exporter.gitstore.packing import Packer
+from exporter.gitstore.packs import OBJ_BLOB, PackWriter, object_id
 from exporter.gitstore.signing import create_commit
-from exporter.gitstore.transport import index_pack
 from exporter.gitstore.trees import TreeDelta, apply_delta
 from exporter.messages import Change, Delete, FieldManager, Upsert
 
@@ -86,22 +86,24 @@ class CommitWriter:
         return self._branch.path
 
     @git_errors("commit")
-    def commit_batch(self, changes: Sequence[Change]) -> list[CommitInfo]:
+    def commit_batch(
+        self, changes: Sequence[Change], *, trailers: Sequence[str] = ()
+    ) -> list[CommitInfo]:
         """Record ``changes`` as one commit per actor, in the order of each actor's first change.
 
         Later changes to the same path win. An upsert whose content is already there and a
         delete of an absent path change nothing; no change, no commit. The branch moves once,
-        after the last of the batch's commits is written.
+        after the last of the batch's commits is written. ``trailers`` end every message.
         """
         with self._branch.lock:
-            return self._commit(changes)
+            return self._commit(changes, trailers)
 
-    def _commit(self, changes: Sequence[Change]) -> list[CommitInfo]:
+    def _commit(self, changes: Sequence[Change], trailers: Sequence[str]) -> list[CommitInfo]:
         tip = self._branch.tip()
         infos: list[CommitInfo] = []
         loose = 0
         for round_ in _rounds(changes):
-            tip, made, written = self._commit_round(round_, tip)
+            tip, made, written = self._commit_round(round_, tip, trailers)
             infos += made
             loose += written
         if not infos:
@@ -126,18 +128,19 @@ class CommitWriter:
         return infos
 
     def _commit_round(
-        self, changes: Sequence[Change], tip: pygit2.Commit | None
+        self,
+        latest: Mapping[str, Change],
+        tip: pygit2.Commit | None,
+        trailers: Sequence[str],
     ) -> tuple[pygit2.Commit | None, list[CommitInfo], int]:
-        """Commit changes with one change per path at most, one commit per actor, on ``tip``
-        (the ref does not move); returns the new tip, the commits and the loose blobs."""
-        latest: dict[str, Change] = {}  # the last change per path, in order of first change
-        for change in changes:
-            # the guard: a path this writer does not own is refused, never written
-            latest[self._branch.ownership.absolute(change.key.path)] = change
+        """Commit the last change of each path, one commit per actor, on ``tip`` (the ref
+        does not move); returns the new tip, the commits and the loose blobs."""
         tree = tip.tree if tip is not None else None
         effective: list[tuple[str, pygit2.Oid | None, ObjectChange]] = []
         new_blobs: dict[pygit2.Oid, bytes] = {}
-        for path, change in latest.items():
+        for relative, change in latest.items():
+            # the guard: a path this writer does not own is refused, never written
+            path = self._branch.ownership.absolute(relative)
             old = self._blob_at(tree, path)
             if isinstance(change, Delete):
                 if old is None:
@@ -153,7 +156,7 @@ class CommitWriter:
                 )
                 effective.append((path, None, described))
                 continue
-            new = pygit2.hash(change.content)
+            new = pygit2.Oid(raw=object_id(OBJ_BLOB, change.content))
             if new == old:
                 continue
             new_blobs[new] = change.content
@@ -175,6 +178,7 @@ class CommitWriter:
                 change_kind=self._automation.kind(actor),
                 max_objects=self.settings.message_max_objects,
                 max_fields=self.settings.message_max_fields,
+                extra_trailers=trailers,
                 cluster=self._branch.cluster,
             )
             author = self._author(actor) or committer
@@ -196,9 +200,9 @@ class CommitWriter:
                     subject=message.subject,
                     message=message.text,
                     author=author.name,
-                    added=tuple(c.key.path for c in recorded if c.action == "added"),
-                    modified=tuple(c.key.path for c in recorded if c.action == "modified"),
-                    deleted=tuple(c.key.path for c in recorded if c.action == "deleted"),
+                    added=tuple(p for p, _, c in group if c.action == "added"),
+                    modified=tuple(p for p, _, c in group if c.action == "modified"),
+                    deleted=tuple(p for p, _, c in group if c.action == "deleted"),
                     actor=actor,
                     change_kind=message.change_kind,
                     changes=tuple(recorded),
@@ -245,17 +249,19 @@ class CommitWriter:
             for content in blobs.values():
                 self._branch.repo.create_blob(content)
             return len(blobs)
-        odb = self._branch.repo.odb
-        missing = [content for oid, content in blobs.items() if not odb.exists(oid)]
-        if missing:
-            started = time.monotonic()
-            index_pack(self.path, missing)
-            self._packer.undeltified = True
-            log.debug(
-                "gitstore.bulk_packed",
-                blobs=len(missing),
-                seconds=round(time.monotonic() - started, 3),
-            )
+        # One pack, written in process (exporter.gitstore.packs). A blob the repository holds
+        # already (an old content come back) is written again rather than looked up first: a
+        # duplicate in a pack is valid, and the repack that follows keeps one copy.
+        started = time.monotonic()
+        pack_dir = self.path / "objects" / "pack"
+        with PackWriter(pack_dir, len(blobs), fsync=self.settings.fsync) as writer:
+            for oid, content in blobs.items():
+                writer.add(OBJ_BLOB, content, oid.raw)
+            writer.finish()
+        self._packer.wrote_stored_pack()
+        log.debug(
+            "gitstore.bulk_packed", blobs=len(blobs), seconds=round(time.monotonic() - started, 3)
+        )
         return 0
 
     def _describe(self, change: Upsert, old: pygit2.Oid | None) -> ObjectChange:
@@ -319,19 +325,20 @@ class CommitWriter:
         return entry.id if entry.type_str == "blob" else None
 
 
-def _rounds(changes: Sequence[Change]) -> list[list[Change]]:
+def _rounds(changes: Sequence[Change]) -> list[dict[str, Change]]:
     """Split a batch where one object was changed by two audited users in turn, so each
-    user's change is committed on its own, in order (latest state wins within a round)."""
-    rounds: list[list[Change]] = [[]]
+    user's change is committed on its own, in order; each round maps a path to its last
+    change (latest state wins), in order of first change."""
+    rounds: list[dict[str, Change]] = [{}]
     users: dict[str, str | None] = {}
     for change in changes:
         user = change.user.username if change.user is not None else None
         path = change.key.path
         if path in users and users[path] != user:
-            rounds.append([])
+            rounds.append({})
             users = {}
         users[path] = user
-        rounds[-1].append(change)
+        rounds[-1][path] = change
     return rounds
 
 

@@ -104,13 +104,14 @@ class Intake:
         resource = message.resource
         if (resource.group, resource.resource) in DISCOVERY_TYPES:
             self._watchers.rediscover.set()
+        recorded = self._watchers.records(resource)
         if isinstance(message, RelistPage):
             present = self._relisted.setdefault(resource, set())
             if message.first:
                 present.clear()
             for obj in message.objects:
-                change = self._normalize(resource, obj)
-                if isinstance(change, Skip):
+                change = self._normalize(resource, obj)  # also keeps the HPA index
+                if isinstance(change, Skip) or not recorded:
                     continue
                 present.add(change.key)
                 # Content ids first: an unchanged object is neither kept nor offered.
@@ -119,6 +120,8 @@ class Intake:
             return
         if isinstance(message, RelistDone):
             present = self._relisted.pop(resource, set())
+            if not recorded:
+                return
             for key in coalescer.paths_of_type(resource.group, resource.resource):
                 if key not in present:
                     coalescer.offer(Delete(key, resource.kind, gap=Gap.RELIST))
@@ -127,6 +130,8 @@ class Intake:
         obj = message.object
         if resource.resource == "horizontalpodautoscalers" and HpaIndex.is_hpa(obj):
             await self._hpa_changed(message)
+        if not recorded:
+            return  # followed for the HPA rule or discovery; another shard records it
         key = resource.key(obj)
         if message.type is EventType.DELETED:
             if coalescer.is_tracked(key) or key in self._awaiting_keys:

@@ -1,9 +1,10 @@
-"""Leadership: with leader election on, only the replica holding the Lease captures.
+"""Leadership: with leader election on, only the replica holding the Lease captures; with
+``run.shards``, each replica captures the shards whose Leases it holds.
 
-Owns waiting for the Lease, renewing it from the moment it is won (a long initial sync
-included) until the drain is over, fencing the git store on it, releasing it, and what a
-standby says to ``/readyz``. It must never let the supervised work run, or the store write,
-without the Lease being current: two writers on one branch would fight over it.
+Owns waiting for the Lease (a first shard's), renewing it (them) from the moment it is won (a
+long initial sync included) until the drain is over, fencing the git store on it, releasing
+it, and what a standby says to ``/readyz``. It must never let the supervised work run, or the
+store write, without the Lease being current: two writers on one branch would fight over it.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from exporter.cluster import Cluster
-from exporter.config import LeaderElectionSettings
+from exporter.config import RunSettings
 from exporter.gitstore import GitStore
-from exporter.leader import LeaderElector
+from exporter.leader import LeaderElector, ShardElector
 from exporter.metrics import Metrics
+from exporter.runner.shards import Shards
 
 
 class Leadership:
@@ -24,14 +26,21 @@ class Leadership:
     def __init__(
         self,
         cluster: Cluster,
-        settings: LeaderElectionSettings,
+        settings: RunSettings,
         *,
         store: GitStore,
         metrics: Metrics,
     ) -> None:
         self._store = store
         self._metrics = metrics
-        self._elector = LeaderElector(cluster, settings) if settings.enabled else None
+        election = settings.leader_election
+        self._elector: LeaderElector | ShardElector | None = None
+        shard_elector = None
+        if settings.shards > 1:
+            self._elector = shard_elector = ShardElector(cluster, election, settings.shards)
+        elif election.enabled:
+            self._elector = LeaderElector(cluster, election)
+        self.shards = Shards(settings.shards, shard_elector, metrics=metrics)
 
     def standby(self) -> str | None:
         """The ``/readyz`` detail of a replica that is not leading, else ``None``."""
@@ -53,10 +62,14 @@ class Leadership:
         if self._elector is not None:
             await self._elector.release()
 
-    async def _lead(self, elector: LeaderElector, supervise: Callable[[], Awaitable[None]]) -> None:
+    async def _lead(
+        self, elector: LeaderElector | ShardElector, supervise: Callable[[], Awaitable[None]]
+    ) -> None:
         """Supervise while renewing the lease, from the moment it is won (a long initial sync
         included); every commit and push is fenced on leadership being current."""
         self._store.fence = elector.holds
+        if isinstance(elector, ShardElector):
+            self.shards.take_up(elector.held)
         self._metrics.leader.set(1)
         try:
             async with asyncio.TaskGroup() as group:

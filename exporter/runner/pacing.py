@@ -23,6 +23,7 @@ from exporter.converge import converge
 from exporter.gitstore import CommitInfo, GitStore, GitStoreError, NotLeading
 from exporter.metrics import Metrics
 from exporter.pushing import PushHealth
+from exporter.runner.shards import Shards
 from exporter.runner.watchers import Watchers
 from exporter.sync import Normalizer
 
@@ -46,7 +47,11 @@ class Pacing:
         normalize: Normalizer,
         wake: asyncio.Event,
         intake_done: asyncio.Event,
+        shards: Shards,
+        stop: asyncio.Event,
     ) -> None:
+        self._shards = shards
+        self._stop = stop
         self._settings = settings
         self._run = settings.run
         self._store = store
@@ -73,6 +78,8 @@ class Pacing:
         try:
             while not self._intake_done.is_set():
                 self._wake.clear()
+                if self._shards.adopting and not self._stop.is_set():
+                    await self._take_up()  # never during a drain: no watch starts then
                 if self._branch_moved:
                     await self._converge()
                 due = coalescer.due_in()
@@ -97,7 +104,7 @@ class Pacing:
         await converge(
             coalescer=coalescer,
             branch=branch,
-            followed=self._watchers.resources(),
+            followed=self._watchers.recorded(),
             cluster=self._cluster,
             normalize=self._normalize,
         )
@@ -112,7 +119,11 @@ class Pacing:
         if not batch.changes:
             return
         try:
-            infos = await asyncio.to_thread(self._store.commit_batch, list(batch.changes))
+            infos = []
+            for trailers, changes in self._shards.by_shard(batch.changes):
+                infos += await asyncio.to_thread(
+                    self._store.commit_batch, changes, trailers=trailers
+                )
         except GitStoreError:
             self.metrics.commit_failures.inc()
             coalescer.restore(batch)
@@ -130,6 +141,19 @@ class Pacing:
                 self._report_manual(info)
         self.unpushed_commits += len(infos)
         self._unpushed.set()
+
+    async def _take_up(self) -> None:
+        """Take up shards won while running: catch up with the remote (their last writer's
+        commits), reload the committed view from it, then list each of their types once and
+        watch it; no other type is listed again."""
+        shards, self._shards.adopting = frozenset(self._shards.adopting), set()
+        try:
+            await asyncio.to_thread(self._store.catch_up)
+        except GitStoreError as error:  # the next push replays and converges instead
+            log.warning("shards.catch_up_failed", error=str(error))
+        await self._converge()
+        before = self._shards.take_up(shards)
+        await self._watchers.take_up(before, stop=self._stop)
 
     def _report_manual(self, info: CommitInfo) -> None:
         """Count and log each manual change, so people can alert on changes outside Git."""

@@ -65,7 +65,9 @@ class Exporter:
         self._queue: asyncio.Queue[WatchMessage | EndOfStream] = asyncio.Queue(
             maxsize=max(settings.run.queue_size, 1)
         )
-        self._watchers = Watchers(cluster, settings, emit=self._queue.put)
+        self._leadership = Leadership(cluster, settings.run, store=store, metrics=self.metrics)
+        self._shards = self._leadership.shards
+        self._watchers = Watchers(cluster, settings, emit=self._queue.put, shards=self._shards)
         self._coalescer: Coalescer | None = None
         self._pacing: Pacing | None = None
         self._wake = asyncio.Event()
@@ -75,9 +77,6 @@ class Exporter:
             self.metrics.push_failures.labels(reason)
         self._synced = False
         self.health: HealthServer | None = None
-        self._leadership = Leadership(
-            cluster, settings.run.leader_election, store=store, metrics=self.metrics
-        )
         webhook = settings.audit.webhook
         self._facts: FactIndex | None = None
         self._audit_server: AuditWebhookServer | None = None
@@ -219,6 +218,8 @@ class Exporter:
             normalize=self._normalize,
             wake=self._wake,
             intake_done=self._intake_done,
+            shards=self._shards,
+            stop=self._stop,
         )
         async with asyncio.TaskGroup() as group:
             self._watchers.run_in(group)
@@ -248,6 +249,11 @@ class Exporter:
             housekeeping = (
                 group.create_task(self._watchers.discover(), name="discoverer"),
                 group.create_task(pacing.packer(), name="packer"),
+                *(
+                    [group.create_task(self._shards.collect(self._wake), name="shards")]
+                    if self._shards.sharded
+                    else []
+                ),
             )
             group.create_task(
                 drain_on_stop(
@@ -273,6 +279,7 @@ class Exporter:
             pipeline=self._pipeline,
             hpa_index=self._hpa_index,
             blob_id=self._store.blob_id,
+            recorded=self._shards.recorded,
         )
         report = SyncReport()
         gap = capture_gap(index)

@@ -17,10 +17,12 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from exporter.cluster import ApiResource, Cluster, ClusterError
+from exporter.cluster import ApiResource, Cluster, ClusterError, Discovery
 from exporter.config import Settings
 from exporter.metrics import TypeSample
 from exporter.retry import RetryPolicy
+from exporter.runner.shards import Shards
+from exporter.sharding import ShardTypes
 from exporter.watcher import (
     RelistReason,
     TypeState,
@@ -55,8 +57,10 @@ class Watchers:
         settings: Settings,
         *,
         emit: Callable[[WatchMessage], Awaitable[None]],
+        shards: Shards,
     ) -> None:
         self._cluster = cluster
+        self._shards = shards
         self._settings = settings
         self._emit = emit
         self._types = TypeSelection(settings.filters.select)
@@ -78,6 +82,13 @@ class Watchers:
     def resources(self) -> list[ApiResource]:
         """The followed types."""
         return list(self._followed)
+
+    def recorded(self) -> list[ApiResource]:
+        """The followed types this replica records (with ``run.shards``, its shards')."""
+        return [r for r in self._followed if self.records(r)]
+
+    def records(self, resource: ApiResource) -> bool:
+        return self._shards.records(resource.group, resource.resource)
 
     def tasks(self) -> list[asyncio.Task[None]]:
         """The watch tasks."""
@@ -191,12 +202,7 @@ class Watchers:
                 failures = 0
             self.failed_groups = discovery.failed_groups
             failed = {gv.rpartition("/")[0] for gv in discovery.failed_groups}
-            served = {
-                r
-                for r in discovery.resources
-                if r.name not in self._settings.cluster.skip_types
-                and self._types.selects(r.api_version, r.kind)
-            }
+            served = self._served(discovery)
             for resource in served - self._followed.keys():
                 log.info("discovery.new_type", type=resource.name)
                 self.start(resource, "")
@@ -206,6 +212,39 @@ class Watchers:
                 log.info("discovery.type_removed", type=resource.name)
                 _, task = self._followed.pop(resource)
                 task.cancel()
+
+    def _served(self, discovery: Discovery) -> set[ApiResource]:
+        """The served types this replica follows: selected, and of its shards (or followed
+        by every shard)."""
+        return {
+            r
+            for r in discovery.resources
+            if r.name not in self._settings.cluster.skip_types
+            and self._types.selects(r.api_version, r.kind)
+            and self._shards.follows(r.group, r.resource)
+        }
+
+    async def take_up(self, before: ShardTypes, *, stop: asyncio.Event) -> None:
+        """List and watch each type recorded now and not ``before`` (a shard moved here):
+        one list per type, reason ``shard-moved``; a type every shard follows (HPAs, CRDs) is
+        listed again, now to be recorded. Nothing starts once ``stop`` is set (a drain
+        cancels the watches it knows of, so a watch started later would never end)."""
+        try:
+            served = self._served(await self._cluster.discover())
+        except ClusterError as error:  # the discovery loop retries; its new types list then
+            log.warning("discovery.failed", error=str(error))
+            self.rediscover.set()
+            return
+        if stop.is_set():
+            return
+        for resource in served:
+            group, name = resource.group, resource.resource
+            if before.records(group, name) or not self._shards.records(group, name):
+                continue
+            followed = self._followed.get(resource)
+            if followed is not None:
+                followed[1].cancel()
+            self.start(resource, "", reason=RelistReason.SHARD_MOVED)
 
 
 def _with_reason(name: str, reason: str) -> str:

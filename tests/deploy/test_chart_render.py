@@ -262,6 +262,30 @@ def test_leader_election_gets_its_own_lease_and_nothing_else(
     assert by_kind(external, "Lease")
 
 
+def test_shards_get_one_lease_each_and_the_role_may_renew_exactly_those(
+    render: Render, tmp_path: Path
+) -> None:
+    """``config.run.shards: 4``: four Leases named as kube2git names them (the chart's lease
+    name, ``-shard-<i>``), get and update on those names and nothing else; no create."""
+    manifests = render(values=["replicaCount=3", "config.run.shards=4"])
+    settings = _config(manifests, tmp_path)
+    assert settings.run.shards == 4
+    names = [f"{settings.run.leader_election.name}-shard-{shard}" for shard in range(4)]
+    leases = by_kind(manifests, "Lease")
+    assert [lease["metadata"]["name"] for lease in leases] == names
+    assert all(lease["metadata"]["namespace"] == "kube2git" for lease in leases)
+    assert all("spec" not in lease for lease in leases)
+    (rule,) = one(manifests, "Role")["rules"]
+    assert rule["apiGroups"] == ["coordination.k8s.io"]
+    assert rule["resources"] == ["leases"]
+    assert rule["resourceNames"] == names
+    assert rule["verbs"] == ["get", "update"]
+    # shards on one replica still take part in the election (a second one can join)
+    single = render(values=["config.run.shards=2"])
+    assert [lease["metadata"]["name"] for lease in by_kind(single, "Lease")] == names[:2]
+    assert one(single, "Role")["rules"][0]["resourceNames"] == names[:2]
+
+
 def test_deployment_probes_resources_and_security(render: Render) -> None:
     manifests = render()
     deployment = one(manifests, "Deployment")

@@ -384,3 +384,61 @@ def test_a_remote_branch_that_is_not_a_commit_is_a_git_store_error(
             store.catch_up()
         assert "\n" not in str(raised.value)
         assert store.head() == ours
+
+
+def test_a_push_that_loses_the_race_at_the_remote_ref_update_is_replayed(
+    tmp_path: Path, bare_remote: Path, git_cli: Git
+) -> None:
+    """Two writers push at once: ours passed the remote's checks, then another push moved the
+    branch before ours updated it (``cannot lock ref … is at X but expected Y``). That is the
+    compare-and-swap lost, the same as a branch that moved: fetch, replay, push again, not a
+    refused push (which would wait out a backoff; with ten writers it made the p99 tail)."""
+    hold, waiting, release = (tmp_path / name for name in ("hold", "waiting", "release"))
+    with open_store(tmp_path / "local.git", url=str(bare_remote)) as store:
+        store.commit([configmap("a")])
+        store.push()
+        hook = bare_remote / "hooks" / "pre-receive"
+        hook.write_text(
+            "#!/bin/sh\n"
+            f"if [ -e {hold} ]; then\n"
+            f"  rm {hold}; touch {waiting}\n"
+            f"  while [ ! -e {release} ]; do sleep 0.05; done\n"
+            "fi\n"
+        )
+        hook.chmod(0o755)
+        hold.touch()
+        store.commit([configmap("ours")])
+        outcome: dict[str, Any] = {}
+
+        def push() -> None:
+            try:
+                outcome["result"] = store.push()
+            except Exception as error:  # noqa: BLE001 - handed to the test thread
+                outcome["error"] = error
+
+        pushing = threading.Thread(target=push)
+        pushing.start()
+        try:
+            for _ in range(600):
+                if waiting.exists():
+                    break
+                threading.Event().wait(0.05)
+            assert waiting.exists(), "our push never reached the remote's hook"
+            work = tmp_path / "other-writer"
+            git_cli("clone", "--quiet", "--branch", "kube2git", str(bare_remote), str(work))
+            (work / "namespaces/shop/configmaps/theirs.yaml").write_text("theirs\n")
+            git_cli("add", "-A", cwd=work)
+            git_cli("commit", "--quiet", "-m", "another writer", cwd=work)
+            git_cli("push", "--quiet", "origin", "kube2git", cwd=work)
+            theirs = git_cli("rev-parse", "HEAD", cwd=work).strip()
+        finally:
+            release.touch()
+            pushing.join(timeout=60)
+        assert "error" not in outcome, outcome.get("error")
+        result = outcome["result"]
+        assert result.pushed
+        assert result.replayed == 1
+        tip = remote_tip(git_cli, bare_remote)
+        assert tip == store.head()
+        git_cli("--git-dir", str(bare_remote), "merge-base", "--is-ancestor", theirs, tip)
+        assert store.read("namespaces/shop/configmaps/theirs.yaml") == b"theirs\n"

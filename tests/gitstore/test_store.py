@@ -411,3 +411,87 @@ def test_an_audited_user_name_cannot_forge_headers_or_trailers_or_stop_commits(
         "Resource-Version": "7",
     }
     assert "\n" not in trailers(store)["Impersonated-By"]
+
+
+def many_configmaps(count: int, generation: int = 0) -> list[Upsert]:
+    return [
+        configmap(f"ns{i % 7}", f"cm{i}", {"n": f"{i}-{generation}" * 40}) for i in range(count)
+    ]
+
+
+def loose_blobs(path: Path) -> list[str]:
+    names = [
+        f"{d.name}{f.name}"
+        for d in (path / "objects").glob("[0-9a-f][0-9a-f]")
+        for f in d.iterdir()
+    ]
+    return [n for n in names if git("--git-dir", str(path), "cat-file", "-t", n).strip() == "blob"]
+
+
+def test_large_commit_is_one_pack_that_git_reads_checks_clones_and_collects(tmp_path: Path) -> None:
+    path = tmp_path / "r.git"
+    # with one object larger than a stored deflate block (64 KiB)
+    changes = [*many_configmaps(1500), configmap("big", "big", {"k": "x" * 200_000})]
+    settings = GitSettings(pack=PackSettings(automatic=False, bulk_threshold=1000))
+    with GitStore(path, settings=settings) as store:
+        info = store.commit(changes)
+        assert info is not None
+    assert loose_blobs(path) == []  # every blob is in the one new pack
+    assert len(list((path / "objects" / "pack").glob("pack-*.pack"))) == 1
+    fsck(path)
+    listed = git("--git-dir", str(path), "ls-tree", "-r", "--name-only", "kube2git").split()
+    assert sorted(listed) == sorted(c.key.path for c in changes)
+    for some in (changes[777], changes[-1]):
+        shown = git("--git-dir", str(path), "show", f"kube2git:{some.key.path}").encode()
+        assert shown == some.content
+    clone = tmp_path / "clone"
+    git("clone", "--quiet", "--branch", "kube2git", str(path), str(clone))
+    assert all((clone / c.key.path).read_bytes() == c.content for c in changes)
+    git("--git-dir", str(path), "gc", "--quiet")  # another client's maintenance
+    fsck(path)
+    with GitStore(path) as store:
+        assert store.read(some.key.path) == some.content
+        assert store.commit([configmap("shop", "after")]) is not None
+    fsck(path)
+
+
+def test_a_large_commit_is_recompressed_by_the_next_pack_even_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "r.git"
+    pack_dir = path / "objects" / "pack"
+    changes = many_configmaps(1500)
+    raw_size = sum(len(c.content) for c in changes)
+    settings = GitSettings(pack=PackSettings(automatic=False, bulk_threshold=1000))
+    with GitStore(path, settings=settings) as store:
+        store.commit(changes)
+    # restarted before its automatic pack: the next pack still repacks and compresses all
+    with GitStore(path, settings=settings) as store:
+        store.commit([configmap("shop", "after")])
+        store.pack()
+    packs = list(pack_dir.glob("pack-*.pack"))
+    assert len(packs) == 1
+    assert packs[0].stat().st_size < raw_size / 2  # stored objects alone would exceed it
+    fsck(path)
+    with GitStore(path, settings=settings) as store:
+        store.commit([configmap("shop", "later")])
+        store.pack()  # no second full repack: the loose objects join a small new pack
+    assert len(list(pack_dir.glob("pack-*.pack"))) == 2
+    fsck(path)
+
+
+def test_a_large_commit_with_fsync_is_one_valid_pack(tmp_path: Path) -> None:
+    import pygit2
+
+    path = tmp_path / "r.git"
+    changes = many_configmaps(1100)
+    settings = GitSettings(fsync=True, pack=PackSettings(automatic=False, bulk_threshold=1000))
+    try:
+        with GitStore(path, settings=settings) as store:
+            assert store.commit(changes) is not None
+            assert store.read(changes[-1].key.path) == changes[-1].content
+    finally:
+        pygit2.settings.enable_fsync_gitdir(False)  # libgit2's setting is process-wide
+    assert loose_blobs(path) == []
+    assert not list((path / "objects" / "pack").glob("tmp_*"))
+    fsck(path)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_normalize
+from benchmarks import bench_normalize, bench_run_memory
 from benchmarks.objects import MIX, mix
 
 
@@ -31,10 +31,11 @@ def test_bench_normalize_reports_both_workloads_against_pyyaml(tmp_path: Path) -
     assert set(report["workloads"]) == {"deployments", "mix"}
     for row in report["workloads"].values():
         assert row["objects"] == 40
-        assert row["kube2git_seconds"] > 0
-        assert row["pyyaml_seconds"] > 0
-        assert len(row["ratios"]) == 1
-        assert row["ratio"] > 0
+        for side in ("normalize", "capture", "pyyaml"):
+            assert row[f"{side}_seconds"] > 0
+        for path in ("normalize", "capture"):
+            assert len(row[f"{path}_ratios"]) == 1
+            assert row[f"{path}_ratio"] > 0
     assert sum(report["mix_percent"].values()) == 100
 
 
@@ -88,3 +89,16 @@ def test_the_mix_holds_every_kind_in_its_documented_share() -> None:
     assert any(not text.isascii() for text in texts)  # unicode
     assert {"yes", "on", "0x1F", "key: value", " leading space", ""} <= set(texts)  # to quote
     assert max(map(_longest_list, objects)) >= 30  # long lists
+
+
+def test_bench_run_memory_reports_the_sync_and_steady_state_of_a_real_run(tmp_path: Path) -> None:
+    report = run_benchmark(
+        bench_run_memory.main, tmp_path, "--objects", "120", "--steady", "1", "--rate", "5"
+    )
+    assert report["benchmark"] == "run_memory"
+    assert {"machine", "commit", "load_average"} <= report.keys()
+    assert report["exit_code"] == 0  # SIGTERM drained and exited cleanly
+    assert report["files_pushed"] == 120  # every object went through the runner to the remote
+    assert report["goal_mib"] == 300
+    for figure in ("initial_sync_peak_rss_mib", "steady_peak_rss_mib", "steady_median_rss_mib"):
+        assert report[figure] > 0

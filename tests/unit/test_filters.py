@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.layout import ObjectKey, escape_name, unescape_name
@@ -123,3 +123,37 @@ def test_escaped_names_are_safe_and_reversible(name: str) -> None:
     assert unescape_name(escaped) == name
     key = ObjectKey("example.com", "things", "ns", name)
     assert ObjectKey.from_path(key.path) == key
+
+
+_TOKENS = st.sampled_from(["a", "b", "0", "*"])
+_LEAVES = st.one_of(st.none(), st.integers(0, 3), st.sampled_from(["x", ""]))
+_DOCUMENTS = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(["a", "b", "0", "*"]), inner, max_size=3),
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400)
+@given(
+    st.dictionaries(st.sampled_from(["a", "b"]), _DOCUMENTS, max_size=2),
+    st.lists(st.lists(_TOKENS, min_size=1, max_size=3), max_size=5),
+)
+def test_dropping_pointers_together_equals_dropping_them_one_by_one(
+    document: dict[str, Any], pointers: list[list[str]]
+) -> None:
+    """Pointers merged into one walk (wildcards, list indices, a value and something inside
+    it, maps the removals empty) remove exactly what they remove one after the other."""
+    import copy
+
+    from filters.strip import DropFields
+
+    texts = ["/" + "/".join(tokens) for tokens in pointers]
+    together = DropFields(texts)(copy.deepcopy(document))
+    one_by_one = copy.deepcopy(document)
+    for text in texts:
+        one_by_one = DropFields([text])(one_by_one)
+    assert together == one_by_one

@@ -8,20 +8,23 @@ encoding), and Secrets or ConfigMaps whose values are not the map of strings the
 from __future__ import annotations
 
 import base64
+import copy
 import gzip
 import json
+import sys
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.cli import main
 from filters import Policy, Skip, build_pipeline
 from filters.policy import SecretMode, SecretPolicy
+from filters.secrets import EmbeddedSecrets, empty_embedded_secrets
 
 SECRET = "hunter2-Xq9v!secret"
 SECRET_B64 = base64.b64encode(SECRET.encode()).decode()
@@ -572,6 +575,51 @@ def test_secrets_embedded_in_other_objects_lose_their_values(
         for step in path:
             node = node[step]
         assert node == ""
+
+
+_KINDS = st.sampled_from(
+    ["Secret", "secret", "SECRET", "sEcReT", "Secrets", "Secret ", "Se\u0441ret", "ConfigMap", ""]
+)  # "Se\u0441ret" has a Cyrillic es: not a Secret
+_LEAVES = (
+    st.text(max_size=8)
+    | st.sampled_from(['"kind":"Secret"', '{"kind":"secret"}', "kind: Secret"])
+    | st.integers(min_value=-(2**70), max_value=2**70)  # past 64 bits orjson cannot write it
+    | st.none()
+)
+_TREES = st.recursive(
+    _LEAVES,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.sampled_from(["kind", "data", "stringData", "spec", "x"]), children)
+        | st.fixed_dictionaries(
+            {"kind": _KINDS}, optional={"data": children, "stringData": children, "y": children}
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TREES, _TREES)
+def test_the_search_before_the_walk_never_changes_what_is_emptied(spec: Any, meta: Any) -> None:
+    body = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "annotations": {"note": json.dumps(meta)}},
+        "spec": spec,
+    }
+    walked = empty_embedded_secrets(copy.deepcopy(body))
+    assert EmbeddedSecrets()(copy.deepcopy(body)) == walked
+
+
+def test_no_character_outside_ascii_lower_cases_to_a_letter_of_secret() -> None:
+    """What the search for ``"kind":"secret"`` (ASCII case ignored) relies on."""
+    letters = set("secret")
+    assert not [
+        hex(code)
+        for code in range(0x80, sys.maxunicode + 1)
+        if not 0xD800 <= code <= 0xDFFF and letters & set(chr(code).lower())
+    ]
 
 
 def test_an_embedded_configmap_or_a_kind_field_elsewhere_is_kept() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.sharding import lease_name, shard_map, shard_of, shard_trailer
+from exporter.sharding import lease_name, shard_map, shard_of, shard_trailers
 
 BUILT_IN = [
     ("", "configmaps"), ("", "services"), ("", "serviceaccounts"), ("", "namespaces"),
@@ -95,4 +95,4 @@ def test_the_assignment_is_the_same_in_another_process() -> None:
 
 def test_names() -> None:
     assert lease_name("kube2git", 2) == "kube2git-shard-2"
-    assert shard_trailer(2, 4) == "Shard: 2/4"
+    assert shard_trailers(2, 4, "pod\nx") == ("Shard: 2/4", "Shard-Holder: pod x")

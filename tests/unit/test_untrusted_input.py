@@ -244,3 +244,48 @@ def test_an_input_over_the_size_limit_is_refused_unread(
     source.write_text(json.dumps(_object()) + " " * (1 << 20))
     code, err = run_cli(["normalize", str(source)], capsys)
     assert (code, err) == (2, f"kube2git: error: {source}: larger than 1 MiB\n")
+
+
+_EDGE_NUMBERS = st.sampled_from(
+    [2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64 - 1, 2**64, 10**30, 1e19, -1e19, 9.3e18,
+     1.5, -0.0, float("nan"), float("inf"), 0, True, None]
+)  # fmt: skip
+_JSON_VALUES = st.recursive(
+    _EDGE_NUMBERS | st.integers() | st.floats() | st.text(max_size=6),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3)
+    ),
+    max_leaves=15,
+)
+
+
+def _nested(value: object, depth: int) -> object:
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _parsed_or_error(load: Any) -> str:
+    try:
+        return repr(load())
+    except untrusted.InputError as error:
+        return f"InputError: {error}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON_VALUES, st.sampled_from([0, 1, 98, 99, 100, 101, 120]), st.booleans())
+def test_the_fast_json_path_reads_what_the_exact_path_reads(
+    value: object, depth: int, duplicate: bool
+) -> None:
+    """orjson and the check without copies give the value (types included) or the error that
+    ``json`` and :func:`untrusted.json_shaped` give."""
+    text = json.dumps({"a": _nested(value, depth), "b": value})
+    if duplicate:
+        text = text[:-1] + ', "a": 1}'
+    fast = _parsed_or_error(
+        lambda: untrusted.load_json_shaped("in.json: document 1", "in.json", text)
+    )
+    exact = _parsed_or_error(
+        lambda: untrusted.json_shaped("in.json: document 1", untrusted.load_json("in.json", text))
+    )
+    assert fast == exact

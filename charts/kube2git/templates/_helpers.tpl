@@ -66,10 +66,28 @@ rbac.baseApiGroups and every group in .Capabilities.APIVersions ("apps/v1",
 Only then does the chart create the Lease and the Role that may renew it.
 */}}
 {{- define "kube2git.leaderElection" -}}
-{{- if or (gt (int .Values.replicaCount) 1) (dig "run" "leader_election" "enabled" false (.Values.config | default dict)) -}}true{{- end -}}
+{{- if or (gt (int .Values.replicaCount) 1) (dig "run" "leader_election" "enabled" false (.Values.config | default dict)) (gt (int (include "kube2git.shards" .)) 1) -}}true{{- end -}}
 {{- end -}}
 
 {{- define "kube2git.leaseName" -}}{{ include "kube2git.fullname" . }}{{- end -}}
+
+{{/* config.run.shards: with more than one, each shard has its own Lease. */}}
+{{- define "kube2git.shards" -}}{{ dig "run" "shards" 1 (.Values.config | default dict) | int }}{{- end -}}
+
+{{/* The Leases kube2git holds: one per shard, or the one leader Lease (JSON list). */}}
+{{- define "kube2git.leaseNames" -}}
+{{- $shards := int (include "kube2git.shards" .) -}}
+{{- $base := include "kube2git.leaseName" . -}}
+{{- $names := list -}}
+{{- if gt $shards 1 -}}
+{{- range $shard := until $shards -}}
+{{- $names = append $names (printf "%s-shard-%d" $base $shard) -}}
+{{- end -}}
+{{- else -}}
+{{- $names = list $base -}}
+{{- end -}}
+{{- $names | toJson -}}
+{{- end -}}
 
 {{/*
 Refuse values that would lose the backup or leak a credential: the repository only on an

@@ -1,0 +1,262 @@
+"""List and watch: the current state of a type, then every change to it.
+
+Owns the paginated LIST (started over when its continue token expires), the streaming
+WatchList (and the sticky fallback to pagination when the server lacks it), reading one
+object by name with LIST (kube2git's role grants no get), and the watch stream, parsed here
+line by line, because the library's ``Watch`` helper loses ``Retry-After``, yields API
+Priority and Fairness' plain text 429 as an event and retries 410 with a stale
+resourceVersion. It must never poll nor relist on its own: when to relist is the watcher's
+call (:mod:`exporter.watcher`), after a 410 only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+
+from exporter.cluster.connection import ApiClient, Connection
+from exporter.cluster.errors import (
+    STATUS_ERRORS,
+    ApiError,
+    Gone,
+    InvalidResponse,
+    Unreachable,
+    WatchListUnsupported,
+    one_line,
+    preview,
+)
+from exporter.cluster.ratelimit import Clock
+from exporter.cluster.resource import ApiResource, Json
+from exporter.config import ClusterSettings, ListMode
+
+log = structlog.get_logger()
+
+_FRESH_LIST_ATTEMPTS = 3
+"""Times a paginated list starts over after its continue token expired, before giving up."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Part of the current state of one type, as :meth:`Cluster.read` yields it."""
+
+    items: list[Json]
+    resource_version: str
+    """The list's resourceVersion (on the last page; ``""`` before it)."""
+    restart: bool = False
+    """The list started over (an expired continue token, or WatchList turned out to be
+    unsupported): forget what earlier pages of this list said."""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One event of a watch stream: ADDED, MODIFIED, DELETED or BOOKMARK."""
+
+    type: str
+    object: Json
+
+    @property
+    def resource_version(self) -> str:
+        return str((self.object.get("metadata") or {}).get("resourceVersion") or "")
+
+
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+"""The annotation on the bookmark that ends a WatchList's initial events."""
+
+
+class ListWatch(Connection):
+    """A connection that can list and watch a type."""
+
+    def __init__(
+        self, api: ApiClient, *, settings: ClusterSettings, clock: Clock = time.monotonic
+    ) -> None:
+        super().__init__(api, settings=settings, clock=clock)
+        self._list_mode = settings.list_mode
+        """Sticky: ``auto`` becomes ``paginate`` the first time the server lacks WatchList."""
+
+    async def list_pages(
+        self, resource: ApiResource, *, limit: int | None = None
+    ) -> AsyncIterator[tuple[list[Json], str]]:
+        """A paginated LIST: yields each page's items and the list's resourceVersion.
+
+        When a continue token expires (410) mid-way, :class:`Gone` is raised: the caller starts
+        a fresh list (the pages already seen may have changed).
+        """
+        params: dict[str, Any] = {"limit": limit or self._settings.page_size}
+        while True:
+            page = await self.get(resource.path, params)
+            items = page.get("items") or []
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise InvalidResponse(f"{resource.path}: a list whose items are not objects")
+            for item in items:
+                # Items of a list carry neither kind nor apiVersion: restore them.
+                item.setdefault("apiVersion", resource.api_version)
+                item.setdefault("kind", resource.kind)
+            metadata = page.get("metadata") or {}
+            yield items, str(metadata.get("resourceVersion") or "")
+            token = metadata.get("continue")
+            if not token:
+                return
+            params = {"limit": params["limit"], "continue": token}
+
+    async def watch_list(
+        self, resource: ApiResource, *, batch: int | None = None
+    ) -> AsyncIterator[tuple[list[Json], str]]:
+        """The streaming list (WatchList): the state as watch events, served from the API
+        server's cache instead of etcd, in batches; ends at the bookmark that closes the
+        initial events, with its resourceVersion.
+
+        A server without the feature answers with an error (:class:`ApiError`, 400 or 422)
+        or streams no closing bookmark (:class:`WatchListUnsupported`).
+        """
+        size = batch or self._settings.page_size
+        pending: list[Json] = []
+        async with self.watch(
+            resource,
+            resource_version="",
+            timeout_seconds=self._settings.watch_timeout_seconds,
+            send_initial_events=True,
+        ) as events:
+            async for event in events:
+                if event.type == "BOOKMARK":
+                    annotations = (event.object.get("metadata") or {}).get("annotations") or {}
+                    if annotations.get(INITIAL_EVENTS_END) == "true":
+                        yield pending, event.resource_version
+                        return
+                    continue
+                if event.type != "ADDED":
+                    raise WatchListUnsupported(f"{resource.name}: {event.type} before the end")
+                pending.append(event.object)
+                if len(pending) >= size:
+                    yield pending, ""
+                    pending = []
+        raise WatchListUnsupported(f"{resource.name}: no initial-events-end bookmark")
+
+    async def list_one(self, resource: ApiResource, namespace: str, name: str) -> Json | None:
+        """One object by name, read with LIST and a ``metadata.name`` field selector, not GET:
+        kube2git's role grants only list and watch (get is the verb that reaches pods/log,
+        nodes/proxy and the like). None when it does not exist."""
+        base = resource.path.removesuffix(f"/{resource.resource}")
+        where = f"/namespaces/{namespace}" if resource.namespaced else ""
+        page = await self.get(
+            f"{base}{where}/{resource.resource}", {"fieldSelector": f"metadata.name={name}"}
+        )
+        for item in page.get("items") or []:
+            if (item.get("metadata") or {}).get("name") == name:
+                item.setdefault("apiVersion", resource.api_version)
+                item.setdefault("kind", resource.kind)
+                found: Json = item
+                return found
+        return None
+
+    async def read(self, resource: ApiResource) -> AsyncIterator[Page]:
+        """The current state of one type, in pages, by the configured list mode.
+
+        ``auto`` tries the streaming WatchList and, the first time the server lacks it, falls
+        back to paginated LISTs for good; a paginated list whose continue token expires (410)
+        starts over (a few times, then :class:`Gone`). A page that starts a list over has
+        ``restart`` set.
+        """
+        restart = False
+        if self._list_mode is not ListMode.PAGINATE:
+            try:
+                async for items, version in self.watch_list(resource):
+                    yield Page(items, version, restart)
+                    restart = False
+            except (WatchListUnsupported, ApiError) as error:
+                unsupported = isinstance(error, WatchListUnsupported) or error.status in (400, 422)
+                if self._list_mode is not ListMode.AUTO or not unsupported:
+                    raise
+                log.info("cluster.watch_list_unsupported", type=resource.name, error=str(error))
+                self._list_mode = ListMode.PAGINATE
+                restart = True
+            else:
+                return
+        for attempt in range(1, _FRESH_LIST_ATTEMPTS + 1):
+            try:
+                async for items, version in self.list_pages(resource):
+                    yield Page(items, version, restart)
+                    restart = False
+            except Gone:
+                log.info("cluster.list_restarted", type=resource.name, attempt=attempt)
+                if attempt == _FRESH_LIST_ATTEMPTS:
+                    raise
+                restart = True
+            else:
+                return
+
+    @contextlib.asynccontextmanager
+    async def watch(
+        self,
+        resource: ApiResource,
+        *,
+        resource_version: str,
+        timeout_seconds: int,
+        send_initial_events: bool = False,
+    ) -> AsyncIterator[AsyncIterator[WatchEvent]]:
+        """Open one watch request; yields an iterator of its events.
+
+        The iterator ends when the server closes the stream (its ``timeoutSeconds``); a read
+        that waits longer than ``watch_idle_timeout`` raises :class:`Unreachable` (a
+        half-open connection: the server is gone without a FIN). An ERROR event becomes the
+        matching :class:`ApiError`.
+        """
+        params: dict[str, Any] = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        if send_initial_events:
+            params |= {"sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan"}
+        if resource_version:
+            params["resourceVersion"] = resource_version
+        # Bookmarks arrive about once a minute: a longer silence is a dead (half-open) line.
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=self._settings.request_timeout,
+            sock_read=self._settings.watch_idle_timeout,
+        )
+        response = await self._send(resource.path, params, limits=timeout)
+        async with response:
+            yield self._events(response, resource)
+
+    async def _events(
+        self, response: aiohttp.ClientResponse, resource: ApiResource
+    ) -> AsyncIterator[WatchEvent]:
+        content = response.content
+        while True:
+            try:
+                line = await content.readline()
+            except (aiohttp.ClientError, TimeoutError) as error:
+                raise Unreachable(
+                    f"{self.server}: watch {resource.name}: {one_line(error)}"
+                ) from None
+            if not line:
+                return
+            if not line.strip():
+                continue
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                # A stream cut mid-line (a dropped connection): reconnect and resume.
+                raise Unreachable(
+                    f"{self.server}: watch {resource.name}: truncated event"
+                ) from None
+            kind = event.get("type", "") if isinstance(event, dict) else None
+            obj = event.get("object") or {} if isinstance(event, dict) else None
+            if not isinstance(kind, str) or not isinstance(obj, dict):
+                raise InvalidResponse(f"watch {resource.name}: not an event: {preview(line)}")
+            if kind == "ERROR":
+                status = int(obj.get("code") or 500)
+                error_type = STATUS_ERRORS.get(status, ApiError)
+                raise error_type(status, str(obj.get("message", "")), path=resource.path)
+            if kind != "BOOKMARK":
+                obj.setdefault("apiVersion", resource.api_version)
+                obj.setdefault("kind", resource.kind)
+            yield WatchEvent(kind, obj)
