@@ -32,6 +32,7 @@ from tests.integration.helpers import (
     create_hpa,
     eventually,
     free_port,
+    ok,
     show,
     tree,
 )
@@ -802,6 +803,49 @@ def test_chart_rbac_is_enough_for_run_with_leader_election(
             assert "forbidden" not in logs, logs[-3000:]
             assert "hpa.target_unreadable" not in logs, logs[-3000:]
             assert SECRET_VALUE not in logs
+    finally:
+        uninstall_identity(ctx, installed)
+
+
+def test_chart_rbac_is_enough_for_a_sharded_run(ctx: Context, tmp_path: Path) -> None:
+    """``config.run.shards=2``: ``kube2git run`` as the ServiceAccount takes both shard Leases
+    the chart created (get and update by name, no create), records a ConfigMap of its shards,
+    and drains on SIGTERM; nothing is forbidden."""
+    installed = install_identity(ctx, tmp_path, values=["replicaCount=2", "config.run.shards=2"])
+    config = yaml.safe_load(one(installed.manifests, "ConfigMap")["data"]["config.yaml"])
+    base = config["run"]["leader_election"]["name"]
+    assert config["run"]["shards"] == 2
+    assert not can_i(installed, "create", "leases", "-n", ctx.namespace)
+    port = free_port()
+    try:
+        with running(installed, tmp_path, port, identity="test-replica") as (proc, log):
+
+            def both_shards() -> bool:
+                text = _get_status(port, "/metrics")[1]
+                return all(f'kube2git_shard{{shard="{s}"}} 1.0' in text for s in (0, 1))
+
+            # alone, it takes one shard, then the other after its first lease duration
+            eventually("both shards taken as the ServiceAccount", both_shards, within=120)
+            eventually("ready", lambda: _ready(proc, log, port), within=120)
+            for shard in (0, 1):
+                lease = ctx.cluster.request(
+                    "GET",
+                    f"/apis/coordination.k8s.io/v1/namespaces/{ctx.namespace}/leases/"
+                    f"{base}-shard-{shard}",
+                )
+                assert lease.status == 200, lease.body
+                assert lease.body["spec"]["holderIdentity"] == "test-replica"
+            ok(
+                ctx.cluster.request(
+                    "POST",
+                    f"/api/v1/namespaces/{ctx.namespace}/configmaps",
+                    {"metadata": {"name": "sharded"}, "data": {"k": "v"}},
+                )
+            )
+            path = f"namespaces/{ctx.namespace}/configmaps/sharded.yaml"
+            eventually("the ConfigMap recorded", lambda: path in tree(tmp_path / "backup.git"))
+            logs = log.read_text()
+            assert "forbidden" not in logs, logs[-3000:]
     finally:
         uninstall_identity(ctx, installed)
 
