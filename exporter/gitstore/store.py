@@ -41,6 +41,18 @@ __all__ = ["CommitInfo", "GitStore", "PushResult"]
 log = structlog.get_logger()
 
 
+def _open_locked(path: Path, settings: GitSettings) -> tuple[pygit2.Repository, WriterLock]:
+    """Open the repository and take its writer lock; when the lock is held elsewhere, the
+    repository is freed at once, so a process that retries opening keeps nothing per try."""
+    repo = open_bare(path, settings)
+    try:
+        return repo, WriterLock(path)
+    except BaseException:
+        repo.free()
+        del repo  # the error's traceback keeps this frame's locals: let the repository go
+        raise
+
+
 class GitStore:
     """A bare repository whose backup branch receives the normalized objects.
 
@@ -70,23 +82,29 @@ class GitStore:
         self.path = Path(path)
         if self.settings.fsync:
             pygit2.settings.enable_fsync_gitdir(True)  # noqa: FBT003 - libgit2's API
-        repo = open_bare(self.path, self.settings)
-        self._writer_lock = WriterLock(self.path)
-        self._branch = Branch(
-            repo,
-            path=self.path,
-            settings=self.settings,
-            signer=signer,
-            ownership=ownership,
-            cluster=cluster,
-        )
-        self._writer_lock.remove_stale_ref_locks(
-            (self._branch.ref, self._branch.tracking, "packed-refs")
-        )
-        self._writer_lock.remove_temporary_objects()
-        self._packer = Packer(self._branch)
-        self._writer = CommitWriter(self._branch, self._packer, audit=audit, automation=automation)
-        self._pusher = Pusher(self._branch, sleep=sleep, rng=rng)
+        repo, self._writer_lock = _open_locked(self.path, self.settings)
+        try:
+            self._branch = Branch(
+                repo,
+                path=self.path,
+                settings=self.settings,
+                signer=signer,
+                ownership=ownership,
+                cluster=cluster,
+            )
+            self._writer_lock.remove_stale_ref_locks(
+                (self._branch.ref, self._branch.tracking, "packed-refs")
+            )
+            self._writer_lock.remove_temporary_objects()
+            self._packer = Packer(self._branch)
+            self._writer = CommitWriter(
+                self._branch, self._packer, audit=audit, automation=automation
+            )
+            self._pusher = Pusher(self._branch, sleep=sleep, rng=rng)
+        except BaseException:  # a store that failed to open holds nothing
+            self._writer_lock.release()
+            repo.free()
+            raise
         log.debug("gitstore.opened", path=str(self.path), branch=self.settings.branch)
 
     @property

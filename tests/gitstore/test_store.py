@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pygit2
 import pytest
 import yaml
 
@@ -261,6 +263,25 @@ def test_pack_keeps_every_object_and_removes_loose_files(tmp_path: Path) -> None
 def test_second_writer_is_refused(store: GitStore) -> None:
     with pytest.raises(RepositoryLocked):
         GitStore(store.path)
+
+
+def test_a_refused_second_writer_keeps_no_repository_open(store: GitStore) -> None:
+    """A process that retries while another holds the lock, and keeps each error (a log
+    with its traceback, an exception group), must not keep a libgit2 repository per try."""
+
+    def live_repositories() -> int:
+        gc.collect()  # pygit2's Repository is in a reference cycle of its own
+        return sum(isinstance(thing, pygit2.Repository) for thing in gc.get_objects())
+
+    before = live_repositories()
+    refused: list[RepositoryLocked] = []
+    for _ in range(20):
+        try:
+            GitStore(store.path)
+        except RepositoryLocked as error:
+            refused.append(error)
+    assert len(refused) == 20
+    assert live_repositories() == before
 
 
 def test_stale_ref_lock_from_a_killed_writer_is_cleared(tmp_path: Path) -> None:
