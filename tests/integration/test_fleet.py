@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import main
+from exporter.layout import ObjectKey
 from tests.cluster.control_plane import ControlPlane
 from tests.gitstore.conftest import SshServer, ssh_server  # noqa: F401 - the sshd fixture
 from tests.integration.helpers import (
@@ -260,3 +261,15 @@ def test_three_clusters_push_to_one_branch_over_ssh_without_forcing(
     for name, cluster in three_clusters.items():
         argv = ["diff", "--repo", str(remote), "--kubeconfig", str(cluster.kubeconfig)]
         assert main([*argv, "--cluster-name", name]) == 0, f"{name} drifted from its folder"
+    # restore reads one cluster's folder: east's namespace restored into west
+    east_config_maps = {
+        ObjectKey.from_path(path).name
+        for path in tree(remote, prefix="clusters/east/")
+        if path.startswith("namespaces/east-apps/configmaps/")
+    }
+    assert east_config_maps
+    west = three_clusters["west"]
+    argv = ["restore", "--repo", str(remote), "--kubeconfig", str(west.kubeconfig)]
+    assert main([*argv, "--cluster-name", "east", "--namespace", "east-apps"]) == 0
+    listed = ok(west.request("GET", "/api/v1/namespaces/east-apps/configmaps"))
+    assert {item["metadata"]["name"] for item in listed["items"]} >= east_config_maps
