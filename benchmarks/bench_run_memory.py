@@ -276,8 +276,12 @@ def measure(
             steady_samples.append(_status_kib(run.pid, "VmRSS"))
             time.sleep(0.5)
         steady_peak = _status_kib(run.pid, "VmHWM")
+        anonymous, mapped = _status_kib(run.pid, "RssAnon"), _status_kib(run.pid, "RssFile")
         run.send_signal(signal.SIGTERM)
-        code = run.wait(timeout=120)
+        try:
+            code: int | None = run.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            code = None  # a drain that never ended: reported, the figures stand
     finally:
         if run.poll() is None:
             run.kill()
@@ -300,6 +304,8 @@ def measure(
         "steady_seconds": steady,
         "steady_peak_rss_mib": round(steady_peak / 1024, 1),
         "steady_median_rss_mib": round(statistics.median(steady_samples) / 1024, 1),
+        "steady_end_anonymous_mib": round(anonymous / 1024, 1),
+        "steady_end_file_backed_mib": round(mapped / 1024, 1),
         "goal_mib": 300,
     }
 

@@ -499,6 +499,7 @@ def _snapshot(_args: argparse.Namespace, settings: Settings) -> int:
                     blob_id=store.blob_id,
                     progress=progress,
                     attempts=SNAPSHOT_ATTEMPTS,
+                    stage=store.stage,
                 )
                 return await sync.run(index)
 

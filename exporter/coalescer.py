@@ -118,7 +118,7 @@ class Coalescer:
     def offer(self, change: Change) -> None:
         now = self._clock()
         key = change.key
-        blob = self._blob_id(change.content) if isinstance(change, Upsert) else None
+        blob = self._content_id(change)
         if self.committed.get(key.path) != blob:
             self._pacer.observe_change()
         previous = self._pending.get(key)
@@ -140,7 +140,13 @@ class Coalescer:
         of its key is pending. A relist offers only these, so unchanged objects cost nothing."""
         if change.key in self._pending:
             return True
-        return self.committed.get(change.key.path) != self._blob_id(change.content)
+        return self.committed.get(change.key.path) != self._content_id(change)
+
+    def _content_id(self, change: Change) -> str | None:
+        """The blob id (hex) of an upsert's file, ``None`` for a delete."""
+        if not isinstance(change, Upsert):
+            return None
+        return change.staged.hex() if change.staged else self._blob_id(change.content)
 
     def is_pending(self, key: ObjectKey) -> bool:
         return key in self._pending
@@ -191,10 +197,10 @@ class Coalescer:
         for change, seen in self._earlier:  # another user's change followed: kept, in order
             changes.append(change)
             first_seen.append(seen)
-            blob_ids.append(self._blob_id(change.content) if isinstance(change, Upsert) else None)
+            blob_ids.append(self._content_id(change))
         for key, change in self._pending.items():
             current = self.committed.get(key.path)
-            blob = self._blob_id(change.content) if isinstance(change, Upsert) else None
+            blob = self._content_id(change)
             if current == blob:  # same content, or a delete of what the branch lacks
                 dropped += 1
                 continue

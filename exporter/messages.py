@@ -80,6 +80,9 @@ class Upsert:
     """Set when the change was observed after a gap: its actor and order are unknown."""
     audit_missed: bool = False
     """The audit webhook is on but sent no fact for this change within its grace."""
+    staged: bytes = b""
+    """The raw id of ``content``'s blob when a large sync wrote it to the repository ahead
+    of the commit (``content`` is then empty: the sync holds ids, not files)."""
 
 
 @dataclass(frozen=True, slots=True)

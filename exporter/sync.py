@@ -39,6 +39,11 @@ from filters.select import TypeSelection
 log = structlog.get_logger()
 
 BlobId = Callable[[bytes], str]
+Stage = Callable[[Sequence[bytes]], list[bytes]]
+"""Writes files as blobs and returns their raw ids (:meth:`GitStore.stage`)."""
+STAGE_BYTES = 8 << 20
+"""New files a type's list holds before they are staged (with four types read at once, a
+sync holds at most about four times this much of them)."""
 T = TypeVar("T")
 
 
@@ -170,8 +175,14 @@ class FullSync:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         recorded: ShardTypes = EVERY_TYPE,
+        stage: Stage | None = None,
+        stage_bytes: int = STAGE_BYTES,
     ) -> None:
         self._cluster = cluster
+        self._stage = stage
+        """Writes new files to the repository ahead of the commit, once a type's held files
+        reach ``stage_bytes``: a large sync then holds blob ids, not files."""
+        self._stage_bytes = stage_bytes
         self._recorded = recorded
         """With ``run.shards``: types of other shards are neither listed nor deleted (those
         every shard follows are listed for their side effects, and recorded by their own)."""
@@ -344,34 +355,41 @@ class FullSync:
         count = 0
         resource_version = ""
         detailed = 0  # of the sync's detail budget, spent on this type
-        async for page in self._cluster.read(resource):
-            if page.restart:
-                seen, changes, kept, skipped, size, count = set(), [], 0, Counter(), 0, 0
-                self._detail_budget += detailed
-                detailed = 0
-            resource_version = page.resource_version or resource_version
-            for obj in page.items:
-                count += 1
-                change = self._normalize(resource, obj)
-                if isinstance(change, Skip):
-                    skipped[change.reason] += 1
-                    continue
-                path = change.key.path
-                seen.add(path)
-                kept += 1
-                size += len(change.content)
-                known = index.get(path)
-                if known is not None and known == self._blob_id(change.content):
-                    continue
-                if known is None and self._detail_budget <= 0:
-                    # A commit message names a few hundred objects at most: past that, an
-                    # added object's parsed body is dead weight (most of a sync's memory).
-                    change = dataclasses.replace(change, body={}, managers=())
-                self._detail_budget -= 1
-                detailed += 1
-                changes.append(change)
-            if self._progress is not None:
-                self._progress(resource, count, report)
+        stager = _Stager(self._stage, self._stage_bytes)
+        try:
+            async for page in self._cluster.read(resource):
+                if page.restart:
+                    seen, changes, kept, skipped, size, count = set(), [], 0, Counter(), 0, 0
+                    stager.forget()
+                    self._detail_budget += detailed
+                    detailed = 0
+                resource_version = page.resource_version or resource_version
+                for obj in page.items:
+                    count += 1
+                    change = self._normalize(resource, obj)
+                    if isinstance(change, Skip):
+                        skipped[change.reason] += 1
+                        continue
+                    path = change.key.path
+                    seen.add(path)
+                    kept += 1
+                    size += len(change.content)
+                    known = index.get(path)
+                    if known is not None and known == self._blob_id(change.content):
+                        continue
+                    if known is None and self._detail_budget <= 0:
+                        # A commit message names a few hundred objects at most: past that, an
+                        # added object's parsed body is dead weight (most of a sync's memory).
+                        change = dataclasses.replace(change, body={}, managers=())
+                    self._detail_budget -= 1
+                    detailed += 1
+                    stager.hold(changes, change)
+                await stager.page_done(changes)
+                if self._progress is not None:
+                    self._progress(resource, count, report)
+            await stager.finish()
+        finally:
+            await stager.stop()
         changes += [
             Delete(ObjectKey.from_path(path), resource.kind)
             for path in existing
@@ -382,6 +400,52 @@ class FullSync:
         report.bytes += size
         report.resource_versions[resource] = resource_version
         return changes
+
+
+class _Stager:
+    """Stages one type's new files in batches of ``limit`` bytes (see :data:`STAGE_BYTES`);
+    a batch is written while the next page is read and normalized, one batch at a time."""
+
+    def __init__(self, stage: Stage | None, limit: int) -> None:
+        self._stage = stage
+        self._limit = limit
+        self._held: list[int] = []
+        """Positions, in the type's changes, of the upserts that still hold their file."""
+        self._bytes = 0
+        self._writing: asyncio.Future[None] | None = None
+
+    def hold(self, changes: list[Change], change: Upsert) -> None:
+        self._held.append(len(changes))
+        self._bytes += len(change.content)
+        changes.append(change)
+
+    def forget(self) -> None:
+        """The list started over: what it held is no longer the type's."""
+        self._held, self._bytes = [], 0
+
+    async def page_done(self, changes: list[Change]) -> None:
+        if self._stage is None or self._bytes < self._limit:
+            return
+        await self.finish()
+        self._writing = asyncio.ensure_future(self._write(self._stage, changes, self._held))
+        self.forget()
+
+    async def finish(self) -> None:
+        """Wait for the batch being written (its errors are the sync's)."""
+        if self._writing is not None:
+            await self._writing
+
+    async def stop(self) -> None:
+        if self._writing is not None and not self._writing.done():
+            self._writing.cancel()
+            await asyncio.gather(self._writing, return_exceptions=True)
+
+    @staticmethod
+    async def _write(stage: Stage, changes: list[Change], held: list[int]) -> None:
+        upserts = [u for i in held if isinstance(u := changes[i], Upsert)]
+        ids = await asyncio.to_thread(stage, [u.content for u in upserts])
+        for position, upsert, blob in zip(held, upserts, ids, strict=True):
+            changes[position] = dataclasses.replace(upsert, content=b"", staged=blob)
 
 
 def _reasons(failed: Mapping[str, str]) -> str:

@@ -229,6 +229,11 @@ class GitStore:
         """
         return self._writer.commit_batch(changes, trailers=trailers)
 
+    def stage(self, contents: Sequence[bytes]) -> list[bytes]:
+        """Write files as blobs before their commit; their raw ids (see
+        :meth:`CommitWriter.stage`)."""
+        return self._writer.stage(contents)
+
     def pack(self, *, full: bool | None = None) -> int:
         """Pack the loose objects; returns how many (see :meth:`Packer.pack`)."""
         return self._packer.pack(full=full)

@@ -156,10 +156,11 @@ class CommitWriter:
                 )
                 effective.append((path, None, described))
                 continue
-            new = pygit2.Oid(raw=object_id(OBJ_BLOB, change.content))
+            new = pygit2.Oid(raw=change.staged or object_id(OBJ_BLOB, change.content))
             if new == old:
                 continue
-            new_blobs[new] = change.content
+            if not change.staged:  # a staged blob is in the repository already
+                new_blobs[new] = change.content
             effective.append((path, new, self._describe(change, old)))
         if not effective:
             return tip, [], 0
@@ -241,6 +242,19 @@ class CommitWriter:
             )
             out.append((actor, group))
         return out
+
+    @git_errors("staging files")
+    def stage(self, contents: Sequence[bytes]) -> list[bytes]:
+        """Write ``contents`` as blobs (one stored pack) ahead of the commit that will name
+        them, and return their raw ids: a large sync then holds ids instead of files. Nothing
+        removes them before that commit: packs are repacked only after a commit."""
+        with self._branch.lock:
+            pack_dir = self.path / "objects" / "pack"
+            with PackWriter(pack_dir, len(contents), fsync=self.settings.fsync) as writer:
+                ids = [writer.add(OBJ_BLOB, content) for content in contents]
+                writer.finish()
+            self._packer.wrote_stored_pack()
+            return ids
 
     def _write_blobs(self, blobs: Mapping[pygit2.Oid, bytes]) -> int:
         """Write new blobs, as one pack when there are many; returns how many went loose."""
