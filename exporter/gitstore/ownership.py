@@ -22,7 +22,7 @@ Pure: no pygit2, so configuration and tests import it freely.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 from exporter.gitstore.errors import GitStoreError
@@ -43,10 +43,11 @@ class Ownership:
     prefix: str = ""
     """Folder (ending in ``/``) that holds this writer's layout, such as ``clusters/prod/``;
     ``""``: the layout starts at the root of the branch."""
-    types: frozenset[tuple[str, str]] | None = None
+    types: Container[tuple[str, str]] | None = None
     """``(group, resource)`` of the types whose files this writer owns below ``prefix`` (their
-    ``cluster/<type>/`` and ``namespaces/*/<type>/`` folders); ``None``: every path below
-    ``prefix``, including files outside the layout."""
+    ``cluster/<type>/`` and ``namespaces/*/<type>/`` folders): a set, or any container such as
+    the types of the shards a replica holds (``exporter.sharding.ShardTypes``); ``None``:
+    every path below ``prefix``, including files outside the layout."""
 
     @classmethod
     def fleet(cls, cluster: str) -> Ownership:
@@ -96,6 +97,8 @@ class Ownership:
         where = self.prefix or "the branch"
         if self.types is None:
             return f"this writer's files ({where})"
+        if not isinstance(self.types, Iterable):
+            return f"{self.types} in {where}"
         names = sorted(f"{r}.{g}" if g else r for g, r in self.types)
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         return f"this writer's types in {where} ({shown or 'none'})"

@@ -123,6 +123,13 @@ class GitStore:
         """The files of the branch this store reads, writes and deletes."""
         return self._branch.ownership
 
+    @ownership.setter
+    def ownership(self, ownership: Ownership) -> None:
+        """A replica that takes up another shard owns its types from then on (set between
+        two batches, before the branch is read again)."""
+        with self._branch.lock:
+            self._branch.ownership = ownership
+
     @property
     def contention(self) -> int:
         """Pushes the remote refused because it had moved on (another writer pushed first)."""

@@ -40,7 +40,7 @@ class Leadership:
             self._elector = shard_elector = ShardElector(cluster, election, settings.shards)
         elif election.enabled:
             self._elector = LeaderElector(cluster, election)
-        self.shards = Shards(settings.shards, shard_elector, metrics=metrics)
+        self.shards = Shards(settings.shards, shard_elector, store=store, metrics=metrics)
 
     def standby(self) -> str | None:
         """The ``/readyz`` detail of a replica that is not leading, else ``None``."""

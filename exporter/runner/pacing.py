@@ -16,7 +16,7 @@ import time
 import structlog
 
 from exporter.attribution import ChangeKind
-from exporter.cluster import Cluster
+from exporter.cluster import ApiResource, Cluster
 from exporter.coalescer import Coalescer, Pacer
 from exporter.config import Settings
 from exporter.converge import converge
@@ -96,15 +96,16 @@ class Pacing:
             self.committer_done.set()
             self._unpushed.set()
 
-    async def _converge(self) -> None:
-        """Reload the committed view from the moved branch and re-read what differs."""
+    async def _converge(self, followed: list[ApiResource] | None = None) -> None:
+        """Reload the committed view from the moved branch and re-read what differs (of
+        ``followed``: by default the types this replica records)."""
         coalescer = self._coalescer
         self._branch_moved = False
         branch = await asyncio.to_thread(self._store.index)
         await converge(
             coalescer=coalescer,
             branch=branch,
-            followed=self._watchers.recorded(),
+            followed=self._watchers.recorded() if followed is None else followed,
             cluster=self._cluster,
             normalize=self._normalize,
         )
@@ -151,8 +152,12 @@ class Pacing:
             await asyncio.to_thread(self._store.catch_up)
         except GitStoreError as error:  # the next push replays and converges instead
             log.warning("shards.catch_up_failed", error=str(error))
-        await self._converge()
-        before = self._shards.take_up(shards)
+        before = self._shards.take_up(shards)  # the store reads their files from now on
+        # the committed view now holds their files too; read again only what changed in
+        # the types recorded before (the new ones are listed next, once each)
+        await self._converge(
+            [r for r in self._watchers.recorded() if before.records(r.group, r.resource)]
+        )
         await self._watchers.take_up(before, stop=self._stop)
 
     def _report_manual(self, info: CommitInfo) -> None:

@@ -1,10 +1,12 @@
 """Shards (``run.shards``): which types this replica records, and the shards it takes up.
 
 Owns the replica's set of recorded types (those of the shards it took up; every type with one
-shard), the split of a batch into one commit per shard with its ``Shard:`` and
-``Shard-Holder:`` trailers, and the shards won while running, which the committer takes up
-between two batches (catch up with the remote, converge, then list each of their types once).
-It must never let a type of a shard this replica does not hold into a commit.
+shard) and the git store's ownership of their files (so the store never reads, writes,
+deletes or replays another shard's), the split of a batch into one commit per shard with its
+``Shard:`` and ``Shard-Holder:`` trailers, and the shards won while running, which the
+committer takes up between two batches (catch up with the remote, converge, then list each of
+their types once). It must never let a type of a shard this replica does not hold into a
+commit.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Sequence
 
 import structlog
 
+from exporter.gitstore import GitStore
+from exporter.gitstore.ownership import Ownership
 from exporter.leader import ShardElector
 from exporter.messages import Change
 from exporter.metrics import Metrics
@@ -25,9 +29,12 @@ log = structlog.get_logger()
 class Shards:
     """The shards this replica records, as the runner's stages ask about them."""
 
-    def __init__(self, count: int, elector: ShardElector | None, *, metrics: Metrics) -> None:
+    def __init__(
+        self, count: int, elector: ShardElector | None, *, store: GitStore, metrics: Metrics
+    ) -> None:
         self.count = count
         self._elector = elector
+        self._store = store
         self._metrics = metrics
         self.recorded = ShardTypes(count, frozenset()) if elector is not None else EVERY_TYPE
         """The types this replica writes now (a shard won while running joins once the branch
@@ -61,9 +68,11 @@ class Shards:
         ]
 
     def take_up(self, shards: frozenset[int]) -> ShardTypes:
-        """Record the types of ``shards`` from now on; returns what was recorded before."""
+        """Record the types of ``shards`` from now on, and let the git store read and write
+        their files (and no other type's); returns what was recorded before."""
         before = self.recorded
         self.recorded = ShardTypes(self.count, before.held | shards)
+        self._store.ownership = Ownership(prefix=self._store.ownership.prefix, types=self.recorded)
         for shard in shards:
             self._metrics.shards.labels(str(shard)).set(1)
         log.info("shards.recording", shards=sorted(self.recorded.held), of=self.count)
