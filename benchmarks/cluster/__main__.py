@@ -22,7 +22,7 @@ from typing import Any
 
 import pygit2
 
-from benchmarks.cluster import measure, provenance, report
+from benchmarks.cluster import floor, measure, provenance, report
 from benchmarks.cluster.api import Api, admin_api, mint_identity
 from benchmarks.cluster.exporters import (
     Exporter,
@@ -228,6 +228,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--settle", type=float, default=25.0, help="seconds for commits to land after a phase"
     )
     parser.add_argument("--initial-timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--snapshot-runs",
+        type=int,
+        default=3,
+        help="one-shot snapshots timed against the bare LIST floor, alternately (0: none)",
+    )
     parser.add_argument(
         "--catch-up",
         type=float,
@@ -444,6 +450,14 @@ class Bench:
             s.results["restart"]["versus_fresh_capture"] = measure.compare_with_fresh(
                 s.exporter, s.repo, fresh, self.inv.objects
             )
+            if self.args.snapshot_runs:
+                log(f"{s.exporter.name}: snapshot against the bare LIST floor")
+                make = s.exporter.snapshot
+                s.results["snapshot"] = floor.compare(
+                    snapshot=lambda m=make: floor.time_snapshot(m, cluster.kubeconfig),
+                    floor=lambda: floor.time_floor(cluster.kubeconfig),
+                    runs=self.args.snapshot_runs,
+                ).as_dict()
         self.windows["whole"] = (0.0, time.time())
         users = {s.exporter.user for s in self.subjects}
         audit = measure.api_load(cluster.audit_log, users, self.windows)

@@ -68,6 +68,17 @@ ROWS: list[tuple[str, tuple[str, ...], int]] = [
         ("restart", "versus_fresh_capture", "missing"),
         0,
     ),
+    (
+        "snapshot into an empty repository: seconds (median)",
+        ("snapshot", "snapshot_median_seconds"),
+        1,
+    ),
+    (
+        "bare paginated LIST of every type: seconds (median)",
+        ("snapshot", "floor_median_seconds"),
+        1,
+    ),
+    ("snapshot / bare LIST (goal 2x)", ("snapshot", "ratio"), 2),
     ("API requests: total", ("api", "total"), 0),
     ("API requests a minute, idle (by start)", ("api", "windows", "idle", "per_minute"), 2),
     ("API watch starts, idle", ("api", "windows", "idle", "watch_starts"), 0),

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.cluster import measure, report
+from benchmarks.cluster import floor, measure, report
 from benchmarks.cluster.__main__ import main
 from benchmarks.cluster.workload import Edit, Obj
 
@@ -184,3 +184,36 @@ def test_a_run_without_matplotlib_stops_before_measuring_anything(
     )
     assert main(["--scale", "S"]) == 2
     assert "matplotlib is missing" in capsys.readouterr().err
+
+
+def test_snapshot_and_floor_alternate_and_their_medians_are_compared() -> None:
+    calls: list[str] = []
+    floors = iter([1.0, 9.0, 2.0])  # a noisy middle run does not move the median
+    snapshots = iter([3.0, 5.0, 4.0])
+
+    def floor_run() -> dict[str, float]:
+        calls.append("floor")
+        return {"seconds": next(floors), "objects": 20184, "types": 57}
+
+    def snapshot_run() -> dict[str, float]:
+        calls.append("snapshot")
+        return {"seconds": next(snapshots), "exit_code": 0}
+
+    result = floor.compare(snapshot=snapshot_run, floor=floor_run, runs=3)
+    assert calls == ["floor", "snapshot"] * 3
+    row = result.as_dict()
+    assert row["floor_median_seconds"] == 2.0
+    assert row["snapshot_median_seconds"] == 4.0
+    assert row["ratio"] == 2.0
+    assert row["objects_listed"] == 20184
+    assert row["types_listed"] == 57
+    assert row["goal_ratio"] == 2.0
+
+
+def test_a_failed_snapshot_is_not_timed_as_a_fast_one() -> None:
+    with pytest.raises(RuntimeError, match="exited with 1"):
+        floor.compare(
+            snapshot=lambda: {"seconds": 0.1, "exit_code": 1},
+            floor=lambda: {"seconds": 1.0},
+            runs=1,
+        )
