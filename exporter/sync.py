@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import random
 import time
+import types
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ log = structlog.get_logger()
 BlobId = Callable[[bytes], str]
 Stage = Callable[[Sequence[bytes]], list[bytes]]
 """Writes files as blobs and returns their raw ids (:meth:`GitStore.stage`)."""
+_NO_BODY: Mapping[str, Any] = types.MappingProxyType({})
+"""The body of a change whose details no commit message will show (one for all of them)."""
 STAGE_BYTES = 8 << 20
 """New files a type's list holds before they are staged (with four types read at once, a
 sync holds at most about four times this much of them)."""
@@ -380,7 +383,7 @@ class FullSync:
                     if known is None and self._detail_budget <= 0:
                         # A commit message names a few hundred objects at most: past that, an
                         # added object's parsed body is dead weight (most of a sync's memory).
-                        change = dataclasses.replace(change, body={}, managers=())
+                        change = dataclasses.replace(change, body=_NO_BODY, managers=())
                     self._detail_budget -= 1
                     detailed += 1
                     stager.hold(changes, change)

@@ -26,7 +26,7 @@ from exporter.gitstore.signing import SshSigner
 log = structlog.get_logger()
 
 PACK_WINDOW = 8 << 20
-PACK_MAPPED_LIMIT = 64 << 20
+PACK_MAPPED_LIMIT = 32 << 20
 """libgit2 maps pack files in windows (1 GiB each, up to 8 GiB in all, by default) and keeps
 every page it touched resident: after the commit of a 100,000-object sync had read each new
 blob's header, its whole stored pack (about 200 MiB) stayed in the process's resident size.

@@ -289,8 +289,12 @@ class Exporter:
         gap = capture_gap(index)
         async for step in sync.steps(index, report):
             if isinstance(step, Listed | Dropped):
-                for change in observed_after_gap(step.changes, gap):
-                    coalescer.offer(change)
+                # One change at a time, each let go once offered: a large type's changes are
+                # never held twice (its list and the marked copies).
+                pending = step.changes
+                pending.reverse()
+                while pending:
+                    coalescer.offer(observed_after_gap([pending.pop()], gap)[0])
             if isinstance(step, Listed):
                 self._watchers.start(step.resource, step.resource_version)
             elif not isinstance(step, Dropped):
