@@ -36,6 +36,7 @@ from aiohttp import web
 
 from exporter.attribution import AuditWebhookError, AuditWebhookSettings
 from exporter.config import split_listen
+from exporter.health import serve
 from exporter.messages import AuditUser
 
 log = structlog.get_logger()
@@ -345,12 +346,11 @@ class AuditWebhookServer:
     async def start(self) -> None:
         app = web.Application(client_max_size=self._settings.max_request_bytes)
         app.router.add_post("/{tail:.*}", self._receive)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self.port, ssl_context=self._ssl)
-        await site.start()
-        if self._runner.addresses:
-            self.port = int(self._runner.addresses[0][1])
+        runner = web.AppRunner(app, access_log=None)
+        self.port = await serve(
+            runner, self._host, self.port, setting="audit.webhook.listen", ssl_context=self._ssl
+        )
+        self._runner = runner
         log.info("audit_webhook.listening", host=self._host, port=self.port)
 
     async def stop(self) -> None:

@@ -43,6 +43,10 @@ class ConfigError(ValueError):
     """The configuration (file, flag or environment variable) is invalid."""
 
 
+class PortUnavailable(ConfigError):
+    """A configured listen address cannot be bound (the port is taken, the host is not ours)."""
+
+
 class LogFormat(enum.Enum):
     """How log lines are written."""
 

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 from aiohttp import web
 
-from exporter.config import split_listen
+from exporter.config import PortUnavailable, split_listen
 from exporter.metrics import Metrics
 
 log = structlog.get_logger()
 
 Readiness = Callable[[], tuple[bool, str]]
 """Returns (ready, detail): why not ready, or what a ready process still reports."""
+
+
+async def serve(runner: web.AppRunner, host: str, port: int, *, setting: str, **site: Any) -> int:
+    """Bind ``runner`` to ``host:port`` and return the bound port. A port that cannot be
+    bound is a one-line :class:`PortUnavailable` naming the setting and the port, and
+    leaves nothing listening."""
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, **site).start()
+    except OSError as error:
+        await runner.cleanup()
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise PortUnavailable(f"{setting}: cannot listen on {host}:{port}: {reason}") from None
+    return int(runner.addresses[0][1]) if runner.addresses else port
 
 
 class HealthServer:
@@ -34,13 +50,9 @@ class HealthServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics_page)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        sockets = self._runner.addresses
-        if sockets:
-            self.port = int(sockets[0][1])
+        runner = web.AppRunner(app, access_log=None)
+        self.port = await serve(runner, self._host, self._port, setting="run.listen")
+        self._runner = runner
         log.info("health.listening", host=self._host, port=self.port)
 
     async def stop(self) -> None:

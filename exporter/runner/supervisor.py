@@ -142,14 +142,14 @@ class Exporter:
 
     async def run(self) -> None:
         """Sync, then follow the cluster until the stop event; then drain and return."""
-        if self._run.listen:
-            self.health = HealthServer(
-                self._run.listen, metrics=self.metrics, readiness=self.readiness
-            )
-            await self.health.start()
-        if self._audit_server is not None:
-            await self._audit_server.start()
-        try:
+        try:  # whatever started is stopped, even when a later server cannot bind its port
+            if self._run.listen:
+                self.health = HealthServer(
+                    self._run.listen, metrics=self.metrics, readiness=self.readiness
+                )
+                await self.health.start()
+            if self._audit_server is not None:
+                await self._audit_server.start()
             await self._leadership.run(self._supervise, self._stop)
         finally:
             await self._leadership.release()
