@@ -34,7 +34,7 @@ from exporter.runner.pacing import Pacing
 from exporter.runner.shutdown import EndOfStream, drain_on_stop, unless_stopped
 from exporter.runner.watchers import DENIED, Watchers, listing
 from exporter.sync import Dropped, FullSync, Listed, Normalizer, SyncReport
-from exporter.watcher import TypeState, WatchMessage
+from exporter.watcher import WatchMessage
 from filters import HpaIndex, Pipeline
 
 log = structlog.get_logger()
@@ -133,10 +133,6 @@ class Exporter:
         if pushing:
             lines.append(self._push_health.describe(failing))
         return not (blocking or pushing), "\n".join(lines)
-
-    def type_states(self) -> dict[str, TypeState]:
-        """Every followed type's state (``resource[.group]`` → state)."""
-        return self._watchers.type_states()
 
     # -- supervision -----------------------------------------------------------------------
 

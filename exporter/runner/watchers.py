@@ -152,10 +152,6 @@ class Watchers:
             lines.append("discovery failed (retrying): " + listing(list(self.failed_groups)))
         return bool(never or retrying), lines
 
-    def type_states(self) -> dict[str, TypeState]:
-        """Every followed type's state (``resource[.group]`` → state)."""
-        return {r.name: w.status.state for r, (w, _) in self._followed.items()}
-
     def type_samples(self) -> list[TypeSample]:
         now = time.monotonic()
         return [
