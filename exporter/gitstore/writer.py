@@ -101,17 +101,14 @@ class CommitWriter:
     def _commit(self, changes: Sequence[Change], trailers: Sequence[str]) -> list[CommitInfo]:
         tip = self._branch.tip()
         infos: list[CommitInfo] = []
-        loose = 0
         for round_ in _rounds(changes):
-            tip, made, written = self._commit_round(round_, tip, trailers)
+            tip, made = self._commit_round(round_, tip, trailers)
             infos += made
-            loose += written
         if not infos:
             return []
         assert tip is not None
         self._branch.check_fence("commit")
         self._branch.repo.references.create(self._branch.ref, tip.id, force=True)
-        self._packer.loose += loose
         for info in infos:
             log.info(
                 "gitstore.committed",
@@ -132,9 +129,11 @@ class CommitWriter:
         latest: Mapping[str, Change],
         tip: pygit2.Commit | None,
         trailers: Sequence[str],
-    ) -> tuple[pygit2.Commit | None, list[CommitInfo], int]:
+    ) -> tuple[pygit2.Commit | None, list[CommitInfo]]:
         """Commit the last change of each path, one commit per actor, on ``tip`` (the ref
-        does not move); returns the new tip, the commits and the loose blobs."""
+        does not move); returns the new tip and the commits. Every object it writes loose
+        counts toward the pack threshold at once: it is on disk even if the fence then
+        refuses the commit."""
         tree = tip.tree if tip is not None else None
         effective: list[tuple[str, pygit2.Oid | None, ObjectChange]] = []
         new_blobs: dict[pygit2.Oid, bytes] = {}
@@ -163,8 +162,8 @@ class CommitWriter:
                 new_blobs[new] = change.content
             effective.append((path, new, self._describe(change, old)))
         if not effective:
-            return tip, [], 0
-        loose = self._write_blobs(new_blobs)
+            return tip, []
+        self._packer.loose += self._write_blobs(new_blobs)
         infos: list[CommitInfo] = []
         committer = self._branch.exporter_signature()
         for actor, group in self._by_actor(effective):
@@ -211,7 +210,7 @@ class CommitWriter:
             )
             tip = self._branch.repo[oid].peel(pygit2.Commit)
             tree = tip.tree
-        return tip, infos, loose
+        return tip, infos
 
     def _by_actor(
         self, effective: Sequence[tuple[str, pygit2.Oid | None, ObjectChange]]

@@ -17,7 +17,13 @@ import pygit2
 import pytest
 import yaml
 
-from exporter.gitstore import GitSettings, GitStore, PackSettings, RepositoryLocked
+from exporter.gitstore import (
+    GitSettings,
+    GitStore,
+    NotLeading,
+    PackSettings,
+    RepositoryLocked,
+)
 from exporter.layout import ObjectKey
 from exporter.messages import (
     AuditUser,
@@ -245,6 +251,31 @@ def test_one_object_change_rewrites_only_the_trees_on_its_path(store: GitStore) 
     assert len(loose) == 6
     after = store.index()
     assert {p for p in after if after[p] != before[p]} == {"namespaces/ns7/configmaps/cm7.yaml"}
+
+
+def loose_files(path: Path) -> int:
+    return len(list((path / "objects").glob("[0-9a-f][0-9a-f]/*")))
+
+
+def test_a_refused_commit_s_loose_objects_count_toward_the_pack_threshold(
+    tmp_path: Path,
+) -> None:
+    """A commit the fence refuses has written its blobs and trees loose; the next commit
+    that lands packs them once they pass the threshold (before, only the refused commit's
+    trees counted, and the loose files on disk went past the threshold unpacked)."""
+    settings = GitSettings(pack=PackSettings(loose_objects_threshold=20))
+    leading = False
+    with GitStore(tmp_path / "r.git", settings=settings) as store:
+        store.fence = lambda: leading
+        with pytest.raises(NotLeading):
+            store.commit([configmap("shop", f"cm{i}") for i in range(30)])
+        assert store.head() is None
+        assert loose_files(store.path) > 30  # written, though never on the branch
+        leading = True
+        store.commit([configmap("shop", "after")])
+        assert loose_files(store.path) <= settings.pack.loose_objects_threshold
+        assert list(store.index()) == ["namespaces/shop/configmaps/after.yaml"]
+        fsck(store.path)
 
 
 def test_pack_keeps_every_object_and_removes_loose_files(tmp_path: Path) -> None:
