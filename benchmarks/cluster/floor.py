@@ -32,13 +32,15 @@ Timer = Callable[[], dict[str, float]]
 """One timed run: at least ``seconds`` (wall clock)."""
 
 
-async def bare_list(kubeconfig: str, *, page: int = FLOOR_PAGE) -> dict[str, int]:
-    """Discovery and every listable type's pages; what it read."""
+async def bare_list(kubeconfig: str, *, page: int = FLOOR_PAGE) -> dict[str, float]:
+    """Discovery and every listable type's pages; what it read, and the seconds that took
+    in process (without the interpreter's start and the client's import)."""
     from exporter.cluster import Cluster, ClusterError  # noqa: PLC0415 - loads slowly
     from exporter.config import ClusterSettings, ListMode  # noqa: PLC0415
 
     settings = ClusterSettings(kubeconfig=kubeconfig, qps=0, list_mode=ListMode.PAGINATE)
     types = objects = pages = 0
+    started = time.monotonic()
     async with await Cluster.connect(settings) as cluster:
         discovery = await cluster.discover()
         for resource in discovery.resources:
@@ -49,7 +51,8 @@ async def bare_list(kubeconfig: str, *, page: int = FLOOR_PAGE) -> dict[str, int
             except ClusterError:
                 continue  # as snapshot: a type that cannot be read is named, not fatal
             types += 1
-    return {"types": types, "objects": objects, "pages": pages}
+    seconds = round(time.monotonic() - started, 3)
+    return {"types": types, "objects": objects, "pages": pages, "list_seconds": seconds}
 
 
 def time_floor(kubeconfig: Path) -> dict[str, float]:
@@ -88,6 +91,8 @@ class Comparison:
     floor_seconds: list[float]
     objects: int
     types: int
+    list_seconds: list[float] = dataclasses.field(default_factory=list)
+    """The floor's reading alone, measured inside its process."""
 
     @property
     def ratio(self) -> float:
@@ -103,6 +108,9 @@ class Comparison:
             "floor_median_seconds": round(statistics.median(self.floor_seconds), 2),
             "ratio": round(self.ratio, 2),
             "goal_ratio": 2.0,
+            "floor_list_only_median_seconds": (
+                round(statistics.median(self.list_seconds), 2) if self.list_seconds else None
+            ),
         }
 
 
@@ -121,6 +129,7 @@ def compare(snapshot: Timer, floor: Timer, runs: int = 3) -> Comparison:
         floor_seconds=[f["seconds"] for f in floors],
         objects=int(floors[-1].get("objects", 0)),
         types=int(floors[-1].get("types", 0)),
+        list_seconds=[f["list_seconds"] for f in floors if "list_seconds" in f],
     )
 
 

@@ -193,7 +193,8 @@ def test_snapshot_and_floor_alternate_and_their_medians_are_compared() -> None:
 
     def floor_run() -> dict[str, float]:
         calls.append("floor")
-        return {"seconds": next(floors), "objects": 20184, "types": 57}
+        seconds = next(floors)
+        return {"seconds": seconds, "list_seconds": seconds / 2, "objects": 20184, "types": 57}
 
     def snapshot_run() -> dict[str, float]:
         calls.append("snapshot")
@@ -208,6 +209,7 @@ def test_snapshot_and_floor_alternate_and_their_medians_are_compared() -> None:
     assert row["objects_listed"] == 20184
     assert row["types_listed"] == 57
     assert row["goal_ratio"] == 2.0
+    assert row["floor_list_only_median_seconds"] == 1.0
 
 
 def test_a_failed_snapshot_is_not_timed_as_a_fast_one() -> None:
