@@ -76,4 +76,10 @@ async def drain_on_stop(
     except TimeoutError:
         log.error("run.drain_timeout", seconds=seconds)
         raise
+    finally:
+        # a watch started after the first cancel (a shard taken up as the stop came) would
+        # keep the task group, and so the process, alive for ever
+        late = [t.get_name() for t in watches() if not t.cancelling() and t.cancel()]
+        if late:
+            log.warning("run.late_watches_cancelled", watches=late)
     log.info("run.drained")
