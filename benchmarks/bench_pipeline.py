@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import random
 import shutil
 import statistics
@@ -41,6 +40,7 @@ from typing import Any
 import orjson
 import structlog
 
+from benchmarks.bench_gitstore import GIT_ENV
 from benchmarks.machine import run_context
 from benchmarks.objects import deployment, deployments
 from exporter.gitstore import GitSettings, GitStore, PackSettings
@@ -54,15 +54,6 @@ PIPELINE_GOAL = 4.0
 SINGLE_CHANGE_GOAL = 2.5
 """One changed object committed at least this many times faster than the git CLI."""
 BRANCH = "kube2git"
-GIT_ENV = {
-    **os.environ,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.com",
-}
 
 
 def _blob_id(data: bytes) -> bytes:
