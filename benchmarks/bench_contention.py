@@ -308,8 +308,18 @@ def _figures(
     last_commit_at = max(at + lat for (_, _, at), lat in zip(edits.made, latencies, strict=True))
     span = last_commit_at - edits.made[0][2]
     last_tip = window[-1][1]
+    # Only commits that hold an edit count: the writers also record whatever else changes in
+    # their shards' types on a shared cluster, which is not the contention being measured.
+    edited = sorted({path for path, _, _ in edits.made})
     commits = int(
-        _git(remote, "rev-list", "--count", f"{first_tip}..{last_tip}" if first_tip else last_tip)
+        _git(
+            remote,
+            "rev-list",
+            "--count",
+            f"{first_tip}..{last_tip}" if first_tip else last_tip,
+            "--",
+            *edited,
+        )
     )
     merges = int(_git(remote, "rev-list", "--merges", "--count", last_tip))
     return {
