@@ -122,6 +122,17 @@ def test_snapshot_records_what_a_person_wrote_and_nothing_else(
 def test_unchanged_cluster_makes_no_commit_and_changes_make_one(
     control_plane: ControlPlane, namespace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Earlier tests' namespaces are deleted as they end: let them go first, or the second
+    # snapshot would rightly record their deletion.
+    eventually(
+        "earlier tests' namespaces to be deleted",
+        lambda: (
+            not any(
+                item["status"].get("phase") == "Terminating"
+                for item in control_plane.request("GET", "/api/v1/namespaces").body["items"]
+            )
+        ),
+    )
     ns = f"/api/v1/namespaces/{namespace}"
     ok(
         control_plane.request(
