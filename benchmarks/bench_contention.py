@@ -350,8 +350,22 @@ def run_once(cluster: ControlPlane, work: Path, args: argparse.Namespace) -> dic
     poller = threading.Thread(target=_poll_tips, args=(remote, stop, tips), daemon=True)
     try:
         poller.start()
-        time.sleep(1)
-        first_tip = tips[-1][1] if tips else ""
+        every_path = {
+            f"namespaces/{namespace}/{plural}.{group}/item-{index}.yaml"
+            for plural in plurals
+            for index in range(OBJECTS_PER_TYPE)
+        }
+
+        def every_sync_pushed() -> bool:
+            # Ready is not pushed: a writer's initial sync that lands after the edits start
+            # would count as a commit holding an edited file.
+            if not tips:
+                return False
+            listed = _git(remote, "ls-tree", "-r", "--name-only", tips[-1][1], "--", *every_path)
+            return set(listed.decode().split()) == every_path
+
+        _until("every writer's initial sync on the remote branch", every_sync_pushed, within=120)
+        first_tip = tips[-1][1]
         pushes_before = sum(w.log_events("gitstore.pushed") for w in writers)
         replays_before = sum(w.log_events("gitstore.replayed") for w in writers)
         failures_before = sum(w.log_events("push.failed") for w in writers)
