@@ -22,8 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import yaml
+
+from exporter import jsonparse
 
 MAX_INPUT_BYTES = 1 << 30
 """One input file (or standard input) may hold at most 1 GiB."""
@@ -96,8 +97,8 @@ def load_json_shaped(where: str, name: str, text: str) -> object:
     plain takes the exact path, for its error message or for ``json``'s leniency.
     """
     try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        value = jsonparse.loads(text)
+    except jsonparse.JSONDecodeError:
         pass
     else:
         if _plain_json(value, MAX_DEPTH):

@@ -23,6 +23,7 @@ import orjson
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
+from exporter import jsonparse
 from exporter.cluster.errors import (
     STATUS_ERRORS,
     ApiError,
@@ -149,8 +150,8 @@ class Connection:
         except (aiohttp.ClientError, TimeoutError) as error:
             raise Unreachable(f"{self.server}: {one_line(error)}") from None
         try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            data = jsonparse.loads(raw)  # a list page: up to MiBs of objects
+        except jsonparse.JSONDecodeError:
             what = response.headers.get("Content-Type", "") or "no content type"
             raise InvalidResponse(f"{path}: not JSON ({what}): {preview(raw)}") from None
         if not isinstance(data, dict):
