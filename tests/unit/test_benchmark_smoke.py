@@ -12,7 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_normalize, bench_run_memory
+import pytest
+
+from benchmarks import bench_normalize, bench_run_memory, offline
 from benchmarks.objects import MIX, mix
 
 
@@ -102,3 +104,31 @@ def test_bench_run_memory_reports_the_sync_and_steady_state_of_a_real_run(tmp_pa
     assert report["goal_mib"] == 300
     for figure in ("initial_sync_peak_rss_mib", "steady_peak_rss_mib", "steady_median_rss_mib"):
         assert report[figure] > 0
+
+
+def test_offline_runner_writes_each_result_under_a_generated_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(offline, "RESULTS", tmp_path)
+    monkeypatch.setitem(
+        offline.BENCHMARKS, "normalize", ["benchmarks.bench_normalize", "--objects", "20"]
+    )
+    assert offline.main(["normalize", "--allow-dirty"]) == 0
+    text = (tmp_path / "normalize.txt").read_text()
+    command, provenance, machine, started, ended = text.splitlines()[:5]
+    assert command == "# python -m benchmarks.bench_normalize --objects 20 --json " + str(
+        tmp_path / "normalize.json"
+    )
+    assert "commit " in provenance
+    assert "'nproc'" in machine
+    assert started.startswith("# started ")
+    assert "exit code 0" in ended
+    assert "ratio kube2git normalize (command) / PyYAML C dumper" in text
+    assert json.loads((tmp_path / "normalize.json").read_text())["benchmark"] == "normalize"
+
+
+def test_offline_runner_refuses_an_unknown_name(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        offline.main(["nosuch"])
+    assert exit_.value.code == 2
+    assert "no benchmark named nosuch" in capsys.readouterr().err
