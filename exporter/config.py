@@ -121,10 +121,11 @@ class ClusterSettings:
     watch_timeout_seconds: int = 300
     """Server-side duration of one watch request, before it is renewed (randomised up to 2x
     per request, as client-go does, so renewals of many types spread out)."""
-    watch_idle_timeout: float = 110.0
-    """Seconds a watch may stay silent before its connection is taken for dead (a half-open
-    connection: the server or a middlebox vanished without closing it) and re-established.
-    The API server sends a bookmark about once a minute, so a live watch is never this quiet."""
+    watch_idle_timeout: float = 30.0
+    """Seconds a watch may stay silent after the time the server was asked to end it at
+    (its ``timeoutSeconds``) before its connection is taken for dead (a half-open connection:
+    the server or a middlebox vanished without closing it) and re-established. Silence before
+    that is normal: the API server sends no bookmark for a type unchanged since it started."""
     backoff: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
     """Delays between attempts after a failure (the last one repeats), each with +-20% jitter;
     also the delays of a relist loop (410 Gone again and again)."""

@@ -203,7 +203,7 @@ class ListWatch(Connection):
         """Open one watch request; yields an iterator of its events.
 
         The iterator ends when the server closes the stream (its ``timeoutSeconds``); a read
-        that waits longer than ``watch_idle_timeout`` raises :class:`Unreachable` (a
+        still waiting ``watch_idle_timeout`` seconds after that raises :class:`Unreachable` (a
         half-open connection: the server is gone without a FIN). An ERROR event becomes the
         matching :class:`ApiError`.
         """
@@ -216,11 +216,13 @@ class ListWatch(Connection):
             params |= {"sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan"}
         if resource_version:
             params["resourceVersion"] = resource_version
-        # Bookmarks arrive about once a minute: a longer silence is a dead (half-open) line.
+        # Silence alone is no sign of a dead line: the API server sends no bookmark for a type
+        # that has not changed since it started, so a quiet type's watch may carry nothing
+        # until the server ends it at timeoutSeconds. Silence past that is a half-open line.
         timeout = aiohttp.ClientTimeout(
             total=None,
             connect=self._settings.request_timeout,
-            sock_read=self._settings.watch_idle_timeout,
+            sock_read=timeout_seconds + self._settings.watch_idle_timeout,
         )
         response = await self._send(resource.path, params, limits=timeout)
         async with response:

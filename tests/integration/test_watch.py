@@ -103,3 +103,24 @@ def test_steady_state_requests_are_only_watch_renewals(
             verbs[event["verb"]] = verbs.get(event["verb"], 0) + 1
     assert verbs.get("watch", 0) > 0, verbs
     assert set(verbs) == {"watch"}, verbs
+
+
+def test_a_quiet_type_keeps_its_watch_until_the_server_ends_it(
+    control_plane: ControlPlane, tmp_path: Path, restricted_reads_everything: Path
+) -> None:
+    """Most types change rarely, and the API server sends no bookmark for a type that has not
+    changed since it started: silence is not a dead line. Only silence past the watch's own
+    timeoutSeconds (the server closes it then) is. Before, a quiet type's watch was dropped
+    with a warning every ``watch_idle_timeout`` and reopened: one request each time."""
+    exporter = ExporterProcess(
+        tmp_path,
+        restricted_reads_everything,
+        watch_timeout=30,
+        cluster_config="  watch_idle_timeout: 3\n",
+    ).start()
+    try:
+        time.sleep(15)
+    finally:
+        exporter.stop()
+    failed = [line for line in exporter.logs().splitlines() if '"watch.failed"' in line]
+    assert failed == []
