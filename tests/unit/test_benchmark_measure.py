@@ -9,6 +9,7 @@ ones the JSON gives.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.cluster import floor, measure, report
+from benchmarks.cluster import floor, measure, provenance, report
 from benchmarks.cluster.__main__ import main
 from benchmarks.cluster.workload import Edit, Obj
 
@@ -219,3 +220,24 @@ def test_a_failed_snapshot_is_not_timed_as_a_fast_one() -> None:
             floor=lambda: {"seconds": 1.0},
             runs=1,
         )
+
+
+def test_a_run_refuses_changed_code_but_not_the_files_a_run_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "README.md").write_text("table\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "first")
+    monkeypatch.setattr(provenance, "ROOT", tmp_path)
+    (tmp_path / "README.md").write_text("table rewritten by the last scale's run\n")
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "cluster-S.json").write_text("{}\n")
+    assert provenance.work_tree(allow_dirty=False)["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    with pytest.raises(provenance.ProvenanceError, match="uncommitted changes"):
+        provenance.work_tree(allow_dirty=False)
