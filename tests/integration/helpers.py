@@ -226,10 +226,16 @@ class ExporterProcess:
             argv += ["--remote", self.remote]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=os.environ.copy())
-        if wait_ready:
-            self.wait_ready()
-        else:
-            eventually("the exporter to serve /healthz", lambda: self.http("/healthz")[0] == 200)
+        try:
+            if wait_ready:
+                self.wait_ready()
+            else:
+                eventually(
+                    "the exporter to serve /healthz", lambda: self.http("/healthz")[0] == 200
+                )
+        except BaseException:
+            self.kill()  # a failed start must not leave a process behind (it outlives pytest)
+            raise
         return self
 
     def wait_ready(self, within: float = 120) -> None:
