@@ -60,9 +60,6 @@ _SHORT_ESCAPES = {
 _NOT_LITERAL = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]"
 )
-# A line of only blanks, and the start of a line that is not empty (literal blocks).
-_BLANK_LINE = re.compile("^[ \t]+$", re.MULTILINE)
-_LINE_START = re.compile("^(?=.)", re.MULTILINE)
 _LITERAL_ASCII = bytes(range(0x20, 0x7F)) + b"\t\n"
 # A line of only blanks, searched for in "\n" + text + "\n": starting with a literal newline,
 # the search jumps from line to line (the same with "^" and MULTILINE tries every position).
