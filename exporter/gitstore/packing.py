@@ -18,7 +18,7 @@ import structlog
 
 from exporter.gitstore.branch import Branch, git_errors
 from exporter.gitstore.history import write_commit_graph
-from exporter.gitstore.transport import repack
+from exporter.gitstore.transport import pack_objects, repack
 
 log = structlog.get_logger()
 
@@ -77,6 +77,9 @@ class Packer:
     def pack(self, *, full: bool | None = None) -> int:
         """Pack the loose objects (libgit2 writes one file per object); returns how many.
 
+        An incremental pack is ``git pack-objects`` of the loose objects, each named by its
+        path so that the versions of one tree become deltas of each other.
+
         ``full`` repacks everything into one pack with fresh deltas: by default, when there
         are ``max_packs`` packs or a large commit wrote its blobs without deltas. The new
         pack is complete on disk before any loose object or old pack is removed.
@@ -97,11 +100,12 @@ class Packer:
                 for _, file in loose:  # git keeps unreachable loose objects: leftovers
                     file.unlink(missing_ok=True)
             elif loose:
-                builder = pygit2.PackBuilder(self._branch.repo)
-                builder.set_threads(self.settings.threads)
-                for hexid, _ in loose:
-                    builder.add(pygit2.Oid(hex=hexid))
-                builder.write(str(pack_dir))
+                names = _paths_of(self._branch.repo, {hexid for hexid, _ in loose})
+                pack_objects(
+                    self.path,
+                    (f"{hexid} {names[hexid]}" if hexid in names else hexid for hexid, _ in loose),
+                    threads=self.settings.threads,
+                )
                 for _, file in loose:
                     file.unlink(missing_ok=True)
             else:
@@ -114,3 +118,47 @@ class Packer:
                 seconds=round(time.monotonic() - started, 3),
             )
             return len(loose)
+
+
+def _paths_of(repo: pygit2.Repository, loose: set[str]) -> dict[str, str]:
+    """The path of each loose tree and blob that a loose commit on a ref introduced.
+
+    Found by diffing each such commit with its first parent (libgit2 skips unchanged
+    subtrees), not by reading every loose tree: a commit rewrites exactly the trees above
+    its changed files. Objects no ref reaches (a refused commit's) go unnamed.
+    """
+    names: dict[str, str] = {}
+    pending = [ref.target for ref in repo.references.objects if isinstance(ref.target, pygit2.Oid)]
+    seen: set[str] = set()
+    while pending:
+        commit_id = pending.pop()
+        hexid = str(commit_id)
+        if hexid not in loose or hexid in seen:
+            continue
+        seen.add(hexid)
+        found = repo[commit_id]
+        if found.type != pygit2.enums.ObjectType.COMMIT:  # a ref to a tag or a tree
+            continue
+        commit: pygit2.Commit = found.peel(pygit2.Commit)
+        tree = commit.tree
+        parents = commit.parents
+        changes = parents[0].tree.diff_to_tree(tree) if parents else tree.diff_to_tree(swap=True)
+        folders = {""}
+        for delta in changes.deltas:
+            path = delta.new_file.path
+            blob = str(delta.new_file.id)
+            if blob in loose and "\n" not in path:
+                names.setdefault(blob, path)
+            while "/" in path:
+                path = path.rpartition("/")[0]
+                folders.add(path)
+        for folder in folders:
+            try:
+                subtree = tree[folder] if folder else tree
+            except KeyError:  # the folder's last file was deleted
+                continue
+            tree_id = str(subtree.id)
+            if tree_id in loose and "\n" not in folder:
+                names.setdefault(tree_id, folder)
+        pending.extend(commit.parent_ids)
+    return names

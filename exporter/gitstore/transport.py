@@ -23,7 +23,7 @@ import shlex
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -161,6 +161,27 @@ def _http_credentials(settings: HttpsSettings) -> _HttpCredentials | None:
     return None
 
 
+def _local_git(
+    git_dir: Path, what: str, *args: str, stdin: str | None = None, timeout: float
+) -> str:
+    """Run a git command on the local repository only (no remote, no credentials), without
+    the user's or the system's git configuration; its output, or :class:`GitStoreError`."""
+    command = ["git", f"--git-dir={git_dir}", "-c", f"safe.directory={git_dir}", *args]
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+    done = subprocess.run(  # noqa: S603 - fixed command, no shell
+        command,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise GitStoreError(f"git {what} failed in {git_dir}: {done.stderr.strip()}")
+    return done.stdout
+
+
 def repack(git_dir: Path, *, recompress: bool = False, timeout: float = 3600.0) -> None:
     """Repack everything reachable into one pack with fresh deltas (``git repack -a -d -f``);
     ``recompress`` deflates every object again (``-F``), as the stored objects of a pack that
@@ -168,14 +189,12 @@ def repack(git_dir: Path, *, recompress: bool = False, timeout: float = 3600.0) 
 
     Why git and not libgit2's PackBuilder: measured on 20,000 objects, PackBuilder fed from the
     object database (no path names for its delta heuristics) wrote a pack twice as large
-    (8.5 vs 4.3 MiB) in 2.9 s against git's 1.1 s. Incremental packing of loose objects stays
-    in process. git writes the new pack before it deletes the old ones.
+    (8.5 vs 4.3 MiB) in 2.9 s against git's 1.1 s. git writes the new pack before it deletes
+    the old ones.
     """
-    command = [
-        "git",
-        f"--git-dir={git_dir}",
-        "-c",
-        f"safe.directory={git_dir}",
+    _local_git(
+        git_dir,
+        "repack",
         "-c",
         "repack.writeBitmaps=false",
         "repack",
@@ -183,13 +202,32 @@ def repack(git_dir: Path, *, recompress: bool = False, timeout: float = 3600.0) 
         "-d",
         "-F" if recompress else "-f",
         "-q",
-    ]
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
-    done = subprocess.run(  # noqa: S603 - fixed command, no shell
-        command, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        timeout=timeout,
     )
-    if done.returncode != 0:
-        raise GitStoreError(f"git repack failed in {git_dir}: {done.stderr.strip()}")
+
+
+def pack_objects(
+    git_dir: Path, objects: Iterable[str], *, threads: int, timeout: float = 600.0
+) -> None:
+    """Write one pack of exactly ``objects``, lines of ``<id>`` or ``<id> <path>``, into the
+    repository's pack directory (``git pack-objects``); the pack and its index are complete
+    on disk when this returns.
+
+    The paths steer the delta search: versions of one tree or file sort next to each other
+    and are stored as deltas. libgit2's PackBuilder, given object ids only, stored nearly
+    every tree whole (measured at the cluster benchmark's scale M: a 1.65 MB pack of 19
+    commits against 0.75 MB with paths).
+    """
+    _local_git(
+        git_dir,
+        "pack-objects",
+        "pack-objects",
+        f"--threads={threads}",
+        "-q",
+        str(git_dir / "objects" / "pack" / "pack"),
+        stdin="".join(f"{line}\n" for line in objects),
+        timeout=timeout,
+    )
 
 
 class GitTransport:

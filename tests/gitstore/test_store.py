@@ -291,6 +291,57 @@ def test_pack_keeps_every_object_and_removes_loose_files(tmp_path: Path) -> None
         assert int(git("--git-dir", str(store.path), "rev-list", "--count", "kube2git")) == 6
 
 
+def test_an_incremental_pack_stores_each_tree_as_a_delta_of_its_earlier_version(
+    tmp_path: Path,
+) -> None:
+    """Between full repacks, the loose objects of many small commits become one pack. Each
+    commit rewrites the trees above its changed files, and trees of different namespaces
+    that hold the same names have the same size. Given ids only, the delta search sorted them
+    by size and stored most trees whole: at the cluster benchmark's scale M a 1.65 MB pack of
+    19 commits, 0.75 MB when git packs the same objects knowing their paths."""
+    settings = GitSettings(pack=PackSettings(automatic=False))
+    with GitStore(tmp_path / "r.git", settings=settings) as store:
+        store.commit([configmap(f"ns{n}", f"cm{i}") for n in range(20) for i in range(60)])
+        store.pack(full=True)
+        pack_dir = store.path / "objects" / "pack"
+        full_pack = set(pack_dir.glob("pack-*.pack"))
+        for round_ in range(40):
+            store.commit(
+                [
+                    configmap(
+                        f"ns{(3 * round_ + j) % 20}",
+                        f"cm{(7 * round_ + j) % 60}",
+                        {"r": str(round_)},
+                    )
+                    for j in range(3)
+                ]
+            )
+        store.pack(full=False)
+        (incremental,) = set(pack_dir.glob("pack-*.pack")) - full_pack
+        fsck(store.path)
+        listed = git("verify-pack", "-v", str(incremental.with_suffix(".idx")))
+        ids = "".join(
+            f"{line.split()[0]}\n"
+            for line in listed.splitlines()
+            if line.split()[1:2] in (["commit"], ["tree"], ["blob"])
+        )
+        without_paths = subprocess.run(
+            [
+                "git",
+                "--git-dir",
+                str(store.path),
+                "pack-objects",
+                "--stdout",
+                "--no-reuse-delta",
+                "--no-reuse-object",
+            ],
+            input=ids.encode(),
+            capture_output=True,
+            check=True,
+        ).stdout
+    assert incremental.stat().st_size < 0.7 * len(without_paths)
+
+
 def test_second_writer_is_refused(store: GitStore) -> None:
     with pytest.raises(RepositoryLocked):
         GitStore(store.path)
