@@ -44,6 +44,8 @@ class Attribution(enum.Enum):
     """The field manager owning the changed fields (a client-chosen name, not a person)."""
     NONE = "none"
     """Nobody can tell: a deletion without audit, or changes observed after a gap."""
+    EXPORTER = "kube2git"
+    """kube2git itself rewrote stored files, the cluster did not change (``kube2git rekey``)."""
 
 
 class ChangeKind(enum.Enum):
@@ -55,6 +57,9 @@ class ChangeKind(enum.Enum):
     """The actor (user or field manager) matches ``audit.automation``."""
     UNKNOWN = "unknown"
     """The actor is unknown, or the change was observed after a gap."""
+    MAINTENANCE = "maintenance"
+    """Not a change in the cluster: kube2git rewrote the stored form (``Maintenance:`` says
+    why), so no alert on changes outside Git should fire."""
 
 
 DEFAULT_AUTOMATION: tuple[str, ...] = (
@@ -171,6 +176,8 @@ class Automation:
 
     def kind(self, actor: Actor) -> ChangeKind:
         """Manual unless the user or a field manager of the change is automation."""
+        if actor.attribution is Attribution.EXPORTER:
+            return ChangeKind.MAINTENANCE
         if actor.gap is not None or (actor.attribution is Attribution.NONE and not actor.managers):
             return ChangeKind.UNKNOWN
         names = [actor.name, *actor.managers]

@@ -674,10 +674,12 @@ def _rekey(_args: argparse.Namespace, settings: Settings) -> int:
                 raise UserError(f"{path}: {error}") from None
             if document is not None:
                 changes.append(Upsert(key, "Secret", dump_bytes(document), document))
-        info = store.commit(changes)
+        plural = "" if len(recipients) == 1 else "s"
+        why = f"rekey (re-encrypted for {len(recipients)} age recipient{plural})"
+        infos = store.commit_batch(changes, maintenance=why)
     finally:
         store.close()
-    outcome = f"commit {info.id[:12]}" if info else "no commit"
+    outcome = f"commit {infos[-1].id[:12]}" if infos else "no commit"
     print(  # noqa: T201
         f"kube2git rekey: {len(changes)} Secrets re-encrypted for "
         f"{len(recipients)} recipients; {outcome}"

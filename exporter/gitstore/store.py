@@ -225,16 +225,22 @@ class GitStore:
         return infos[-1] if infos else None
 
     def commit_batch(
-        self, changes: Sequence[Change], *, trailers: Sequence[str] = ()
+        self,
+        changes: Sequence[Change],
+        *,
+        trailers: Sequence[str] = (),
+        maintenance: str | None = None,
     ) -> list[CommitInfo]:
         """Record ``changes`` as one commit per actor, in the order of each actor's first change.
 
         Later changes to the same path win. An upsert whose content is already there and a
         delete of an absent path change nothing; no change, no commit. The branch moves once,
         after the last of the batch's commits is written. ``trailers`` end every message
-        (``Shard: 2/4`` names the shard that wrote it).
+        (``Shard: 2/4`` names the shard that wrote it). ``maintenance`` says why kube2git
+        rewrote stored files without a change in the cluster: one commit by kube2git,
+        ``Attribution: kube2git``, ``Change-Kind: maintenance``, ``Maintenance: <why>``.
         """
-        return self._writer.commit_batch(changes, trailers=trailers)
+        return self._writer.commit_batch(changes, trailers=trailers, maintenance=maintenance)
 
     def stage(self, contents: Sequence[bytes]) -> list[bytes]:
         """Write files as blobs before their commit; their raw ids (see

@@ -23,7 +23,15 @@ from typing import Any
 import pygit2
 import structlog
 
-from exporter.attribution import Actor, AuditSettings, Automation, ChangeKind, identify
+from exporter.attribution import (
+    Actor,
+    Attribution,
+    AuditSettings,
+    Automation,
+    ChangeKind,
+    identify,
+    one_line,
+)
 from exporter.gitstore.branch import Branch, git_errors
 from exporter.gitstore.message import (
     ObjectChange,
@@ -85,24 +93,43 @@ class CommitWriter:
     def path(self) -> Path:
         return self._branch.path
 
+    @property
+    def _exporter(self) -> tuple[str, str]:
+        """kube2git's own name and email (the committer, and the author of what it does)."""
+        return (self.settings.author_name, self.settings.author_email)
+
     @git_errors("commit")
     def commit_batch(
-        self, changes: Sequence[Change], *, trailers: Sequence[str] = ()
+        self,
+        changes: Sequence[Change],
+        *,
+        trailers: Sequence[str] = (),
+        maintenance: str | None = None,
     ) -> list[CommitInfo]:
         """Record ``changes`` as one commit per actor, in the order of each actor's first change.
 
         Later changes to the same path win. An upsert whose content is already there and a
         delete of an absent path change nothing; no change, no commit. The branch moves once,
         after the last of the batch's commits is written. ``trailers`` end every message.
+        ``maintenance`` (why, e.g. ``rekey (...)``) makes one commit by kube2git itself for
+        a rewrite of stored files that is not a change in the cluster.
         """
+        sole_actor = None
+        if maintenance is not None:
+            trailers = [*trailers, f"Maintenance: {one_line(maintenance)}"]
+            sole_actor = Actor(*self._exporter, Attribution.EXPORTER)
         with self._branch.lock:
-            return self._commit(changes, trailers)
+            return self._commit(changes, trailers, sole_actor)
 
-    def _commit(self, changes: Sequence[Change], trailers: Sequence[str]) -> list[CommitInfo]:
+    def _commit(
+        self, changes: Sequence[Change], trailers: Sequence[str], sole_actor: Actor | None
+    ) -> list[CommitInfo]:
+        """See :meth:`commit_batch`; ``sole_actor`` authors every change (one commit a
+        round), else each change's own actor does."""
         tip = self._branch.tip()
         infos: list[CommitInfo] = []
         for round_ in _rounds(changes):
-            tip, made = self._commit_round(round_, tip, trailers)
+            tip, made = self._commit_round(round_, tip, trailers, sole_actor)
             infos += made
         if not infos:
             return []
@@ -129,6 +156,7 @@ class CommitWriter:
         latest: Mapping[str, Change],
         tip: pygit2.Commit | None,
         trailers: Sequence[str],
+        sole_actor: Actor | None,
     ) -> tuple[pygit2.Commit | None, list[CommitInfo]]:
         """Commit the last change of each path, one commit per actor, on ``tip`` (the ref
         does not move); returns the new tip and the commits. Every object it writes loose
@@ -166,7 +194,8 @@ class CommitWriter:
         self._packer.loose += self._write_blobs(new_blobs)
         infos: list[CommitInfo] = []
         committer = self._branch.exporter_signature()
-        for actor, group in self._by_actor(effective):
+        groups = self._by_actor(effective) if sole_actor is None else [(sole_actor, effective)]
+        for actor, group in groups:
             delta: TreeDelta = {path: oid for path, oid, _ in group}
             new_tree, written = apply_delta(self._branch.repo, tree, delta)
             if tree is not None and new_tree == tree.id:
@@ -218,7 +247,6 @@ class CommitWriter:
         """Split effective changes into one group per actor, in order of first change."""
         groups: dict[tuple[object, ...], list[tuple[str, pygit2.Oid | None, ObjectChange]]] = {}
         actors: dict[tuple[object, ...], list[Actor]] = {}
-        exporter = (self.settings.author_name, self.settings.author_email)
         for entry in effective:
             change = entry[2]
             actor = identify(
@@ -226,7 +254,7 @@ class CommitWriter:
                 manager=change.manager,
                 gap=change.gap,
                 settings=self._audit,
-                exporter=exporter,
+                exporter=self._exporter,
                 manager_email_domain=self.settings.manager_email_domain,
             )
             groups.setdefault(actor.group, []).append(entry)
@@ -318,7 +346,7 @@ class CommitWriter:
 
     def _author(self, actor: Actor) -> pygit2.Signature | None:
         """The author signature of an actor; ``None`` for the exporter itself (a gap)."""
-        if actor.gap is not None:
+        if actor.gap is not None or actor.attribution is Attribution.EXPORTER:
             return None
         if actor.time:
             with contextlib.suppress(ValueError):

@@ -143,6 +143,14 @@ def test_rekey_reencrypts_every_secret_for_new_recipients_in_one_commit(
         _plain(rekeyed, age_key)
 
     assert git("rev-list", "--count", "kube2git", cwd=repo).strip() == "2"
+    # The audit trail says kube2git re-encrypted the files: not that someone unknown changed
+    # two Secrets in the cluster.
+    author = git("log", "-1", "--format=%an <%ae>", "kube2git", cwd=repo).strip()
+    assert author == "kube2git <kube2git@kube2git.invalid>"
+    trailers = git("log", "-1", "--format=%(trailers:only,unfold)", "kube2git", cwd=repo)
+    assert "Attribution: kube2git" in trailers
+    assert "Change-Kind: maintenance" in trailers
+    assert "Maintenance: rekey (re-encrypted for 1 age recipient)" in trailers
 
 
 def test_rekey_without_an_identity_is_a_user_error(
