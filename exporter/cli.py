@@ -373,7 +373,7 @@ def _add_scope_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_history_flags(parser: argparse.ArgumentParser) -> None:
-    _add_setting_flags(parser, "--repo", "--branch")
+    _add_setting_flags(parser, "--repo", "--branch", "--cluster-name")
     _add_config(parser)
     parser.add_argument("--since", metavar="WHEN", help="from WHEN: 24h, 7d, 2w ago or a time")
     parser.add_argument("--until", metavar="WHEN", help="up to WHEN (same forms as --since)")
@@ -382,15 +382,19 @@ def _add_history_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _history(settings: Settings) -> HistoryReader:
+def _history(settings: Settings, args: argparse.Namespace) -> HistoryReader:
+    """The branch's history; in a fleet repository (or when a cluster name is given), only
+    that cluster's folder, named as the plain layout."""
     repo = _require_repo(settings)
     if not Path(repo).exists():
         raise UserError(f"{repo}: no such repository")
-    return HistoryReader(repo, settings.git.branch)
+    given = getattr(args, "cluster__name", None) is not None
+    scope, _ = fleet_member(settings, fleet=given)
+    return HistoryReader(repo, settings.git.branch, folder=scope.prefix)
 
 
 def _log(args: argparse.Namespace, settings: Settings) -> int:
-    reader = _history(settings)
+    reader = _history(settings, args)
     since, until = window(vars(args), now=datetime.now(UTC))
     path = resolve_object(args.object, reader)
     entries = object_history(reader, path, since=since, until=until, patch=args.patch)
@@ -399,7 +403,7 @@ def _log(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _who(args: argparse.Namespace, settings: Settings) -> int:
-    reader = _history(settings)
+    reader = _history(settings, args)
     since, until = window(vars(args), now=datetime.now(UTC))
     rows = who(reader, since=since, until=until, manual=args.manual)
     print_who(rows, sys.stdout, as_json=args.output == "json")

@@ -65,7 +65,10 @@ def _revision(commit: pygit2.Commit) -> Revision:
 class HistoryReader:
     """Read-only access to the backup branch's commits."""
 
-    def __init__(self, path: str | os.PathLike[str], branch: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], branch: str, *, folder: str = "") -> None:
+        """``folder``: one cluster's folder of a fleet repository (``clusters/prod/``); paths
+        in and out are then relative to it, and nothing outside it is read."""
+        self._folder = folder
         try:
             self._repo = pygit2.Repository(str(path))
         except pygit2.GitError as exc:
@@ -81,6 +84,7 @@ class HistoryReader:
         the tip back (so an object deleted since is found too); a caller stops when served."""
         seen: pygit2.Oid | None = None
         commit: pygit2.Commit | None = self._tip
+        prefix = (self._folder + prefix).rstrip("/")
         while commit is not None:
             tree = _tree_at(commit.tree, prefix)
             commit = commit.parents[0] if commit.parents else None
@@ -127,6 +131,7 @@ class HistoryReader:
 
     def object_log(self, path: str, *, since: datetime | None = None) -> Iterator[ObjectRevision]:
         """Commits that changed ``path``, newest first."""
+        path = self._folder + path
         for commit_id, raw in self._log(path, since=since):
             for change in raw:
                 if change.path == path:
@@ -135,9 +140,13 @@ class HistoryReader:
 
     def changes(self, *, since: datetime | None = None) -> Iterator[tuple[Revision, list[str]]]:
         """Each commit, newest first, with the paths it added, modified or deleted."""
-        for commit_id, raw in self._log(since=since):
-            commit = self._repo[commit_id].peel(pygit2.Commit)
-            yield _revision(commit), sorted(change.path for change in raw)
+        folder = self._folder
+        scope = (folder.rstrip("/"),) if folder else ()
+        for commit_id, raw in self._log(*scope, since=since):
+            paths = sorted(c.path[len(folder) :] for c in raw if c.path.startswith(folder))
+            if paths:
+                commit = self._repo[commit_id].peel(pygit2.Commit)
+                yield _revision(commit), paths
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import yaml
 
 from exporter.cli import main
 from exporter.gitstore import GitStore
+from exporter.gitstore.ownership import Ownership
 from exporter.history import parse_when
 from exporter.layout import ObjectKey
 from exporter.messages import AuditUser, Delete, FieldManager, Gap, Upsert, observed_after_gap
@@ -157,6 +158,36 @@ def test_who_counts_changes_per_actor_namespace_and_type(
         ["alice", "audit", "manual", "shop", "deployments.apps", "1"],
         ["kubectl-create", "field-manager", "manual", "shop", "configmaps", "1"],
     ]
+
+
+def test_log_and_who_read_one_cluster_of_a_fleet_repository(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In a fleet repository (``git.layout: fleet``) each cluster's files live under
+    ``clusters/<name>/``: ``who`` counted none of them and ``log`` found no object."""
+    path = tmp_path / "fleet.git"
+    for name, manager in (("prod", "kubectl-edit"), ("staging", "helm")):
+        with GitStore(path, ownership=Ownership.fleet(name)) as store:
+            store.commit([deployment("nginx:1", 3, manager, "2024-05-01T10:00:00Z")])
+            store.commit([configmap("a", manager, "2024-05-02T10:00:00Z")])
+    code, out, err = run(
+        capsys, "who", "--repo", str(path), "--cluster-name", "prod", "--output", "json"
+    )
+    assert code == 0, err
+    rows = {(r["actor"], r["namespace"], r["type"]): r["changes"] for r in json.loads(out)}
+    assert rows == {
+        ("kubectl-edit", "shop", "deployments.apps"): 1,
+        ("kubectl-edit", "shop", "configmaps"): 1,
+    }
+    code, out, err = run(
+        capsys, "log", "Deployment/shop/web", "--repo", str(path), "--cluster-name", "staging",
+        "--output", "json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert [entry["author"] for entry in json.loads(out)] == ["helm"]
+    code, out, err = run(capsys, "who", "--repo", str(path), "--cluster-name", "Prod!")
+    assert code == 2
+    assert err.count("\n") == 1
 
 
 def test_durations_and_times() -> None:
