@@ -439,9 +439,13 @@ class Bench:
 
     def finish(self, cluster: control_plane.ControlPlane, work: Path) -> None:
         self.guard.check("end of run")
+        # Every exporter's continuous process stops before any one-shot snapshot is timed: a
+        # peer still running (re-listing on its own schedule) took CPU from the first tool's
+        # snapshots, and not from the last one's.
         for s in self.subjects:
             s.runner.stop()
             s.watcher.stop()
+        for s in self.subjects:
             if s.exporter.snapshot is None:
                 continue
             fresh = work / f"{s.exporter.name}.fresh"
