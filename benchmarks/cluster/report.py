@@ -2,7 +2,7 @@
 
 Every table is generated from the JSON, never typed: ``python -m benchmarks.cluster.report``
 rewrites each ``cluster-<scale>.md``, the comparison table between the markers in README.md and
-(with matplotlib) ``summary.png``; tests/unit/test_benchmark_report.py fails when they are stale.
+(with matplotlib) ``summary.png``; tests/unit/test_benchmark_measure.py fails when they are stale.
 """
 
 from __future__ import annotations
