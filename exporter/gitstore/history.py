@@ -18,6 +18,7 @@ from pathlib import Path
 import pygit2
 
 from exporter.gitstore.errors import GitStoreError, PointNotFound
+from exporter.gitstore.transport import local_git
 
 _LOG_TIMEOUT = 600.0
 """Seconds one ``git log`` over the branch may take."""
@@ -173,13 +174,12 @@ def _tree_at(tree: pygit2.Tree, prefix: str) -> pygit2.Tree | None:
 def write_commit_graph(git_dir: Path, *, timeout: float = _LOG_TIMEOUT) -> None:
     """Write the commit-graph with changed-path Bloom filters, so ``git log -- PATH`` (and so
     ``kube2git log``) skips the commits that did not touch a path without reading their trees."""
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
-    argv = [
-        "git", "--git-dir", str(git_dir), "-c", f"safe.directory={git_dir}",
-        "commit-graph", "write", "--reachable", "--changed-paths",
-    ]  # fmt: skip
-    done = subprocess.run(  # noqa: S603 - fixed command, no shell
-        argv, capture_output=True, text=True, check=False, env=env, timeout=timeout
+    local_git(
+        git_dir,
+        "commit-graph write",
+        "commit-graph",
+        "write",
+        "--reachable",
+        "--changed-paths",
+        timeout=timeout,
     )
-    if done.returncode != 0:
-        raise GitStoreError(f"git commit-graph write failed in {git_dir}: {done.stderr.strip()}")
