@@ -11,24 +11,34 @@ parse in the collector.
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
 
-__all__ = ["JSONDecodeError", "loads"]
+__all__ = ["JSONDecodeError", "collector_paused", "loads"]
 
 JSONDecodeError = orjson.JSONDecodeError
 
 
-def loads(data: bytes | str) -> Any:
-    """:func:`orjson.loads` with the cycle collector paused for the parse only.
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cycle collector for work on parsed documents, which are trees.
 
     Leaves the collector as found: a caller that disabled it keeps it disabled.
     """
     if not gc.isenabled():
-        return orjson.loads(data)
+        yield
+        return
     gc.disable()
     try:
-        return orjson.loads(data)
+        yield
     finally:
         gc.enable()
+
+
+def loads(data: bytes | str) -> Any:
+    """:func:`orjson.loads` with the cycle collector paused for the parse only."""
+    with collector_paused():
+        return orjson.loads(data)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exporter.jsonparse import collector_paused
 from exporter.layout import (
     ObjectKey,
     dns1035_label_problem,
@@ -206,8 +207,19 @@ def normalize(
     """Read, filter and serialize every object of the named files (``-``: standard input).
 
     All inputs are read before filtering so that the HPA rule sees every autoscaler; later
-    objects with the same key replace earlier ones.
+    objects with the same key replace earlier ones. The cycle collector stays paused
+    throughout: each collection walked every object read so far (all are kept for the HPA
+    rule, and parsed documents hold no cycles), and one file of 10,000 objects took 2.2x to
+    2.7x as long as with the collector paused (measured on ``benchmarks.objects``'
+    Deployments and mix).
     """
+    with collector_paused():
+        return _normalize(names, pipeline=pipeline, hpa_index=hpa_index)
+
+
+def _normalize(
+    names: Iterable[str], *, pipeline: Pipeline, hpa_index: HpaIndex
+) -> tuple[dict[ObjectKey, bytes], Summary]:
     loaded = [
         obj
         for name in names

@@ -1,9 +1,11 @@
-"""Large JSON documents are parsed without the cycle collector, which is left as found."""
+"""Large JSON documents are parsed (and, by ``kube2git normalize``, serialized) without the
+cycle collector, which is left as found."""
 
 from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -11,7 +13,9 @@ import pytest
 
 from benchmarks.objects import mix
 from exporter import jsonparse
+from exporter.normalize import InputError, normalize
 from exporter.untrusted import load_json_shaped
+from filters import HpaIndex, Policy, build_pipeline
 
 PAGE = orjson.dumps({"kind": "List", "items": mix(500)})
 
@@ -60,3 +64,29 @@ def test_the_collector_is_left_as_found() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_normalize_reads_and_writes_a_large_dump_without_a_collection(
+    tmp_path: Path, collections: list[int]
+) -> None:
+    """``kube2git normalize`` keeps every object it read until the end (the HPA rule needs
+    them all): each collection would walk them all again, so none runs."""
+    dump = tmp_path / "dump.json"
+    dump.write_bytes(orjson.dumps({"apiVersion": "v1", "kind": "List", "items": mix(2000)}))
+    hpa_index = HpaIndex()
+    pipeline = build_pipeline(Policy(), hpa_index=hpa_index)
+    collections.clear()
+    results, summary = normalize([str(dump)], pipeline=pipeline, hpa_index=hpa_index)
+    assert len(collections) <= 1  # one young collection may run as the collector resumes
+    assert summary.kept == len(results) == 2000
+    assert gc.isenabled()
+
+
+def test_normalize_leaves_the_collector_running_after_an_input_error(tmp_path: Path) -> None:
+    dump = tmp_path / "dump.json"
+    dump.write_text('{"apiVersion": "v1", "kind": "List", "items": [{"kind": "ConfigMap"}]}')
+    hpa_index = HpaIndex()
+    pipeline = build_pipeline(Policy(), hpa_index=hpa_index)
+    with pytest.raises(InputError, match="has no apiVersion"):
+        normalize([str(dump)], pipeline=pipeline, hpa_index=hpa_index)
+    assert gc.isenabled()
