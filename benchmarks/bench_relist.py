@@ -8,7 +8,7 @@ process's resident memory before, at its peak during, and after the relist, and 
 changes the relist left pending (none: nothing changed).
 
     python -m tests.cluster up --dir /tmp/k2g-bench
-    python benchmarks/bench_relist.py --kubeconfig /tmp/k2g-bench/kubeconfig [--objects 20000]
+    python -m benchmarks.bench_relist --kubeconfig /tmp/k2g-bench/kubeconfig [--objects 20000]
 
 The committed index is computed in a process of its own and the relist measured in a fresh
 one, so the baseline holds none of the initial list's memory.
