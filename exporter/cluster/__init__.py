@@ -2,10 +2,11 @@
 
 :class:`Cluster` is the one door its callers use; behind it each concern has its module:
 :mod:`~exporter.cluster.connection` (kubeconfig, authentication, one request, the only user of
-kubernetes_asyncio), :mod:`~exporter.cluster.ratelimit` (every request passes a client-side
-token bucket, QPS and burst like client-go's), :mod:`~exporter.cluster.discovery` (the served
-types), :mod:`~exporter.cluster.listwatch` (list and watch), :mod:`~exporter.cluster.resource`
-(a type's identity and paths) and :mod:`~exporter.cluster.errors` (the error hierarchy, all
+kubernetes_asyncio, which :mod:`~exporter.cluster.k8slib` loads without its generated classes),
+:mod:`~exporter.cluster.ratelimit` (every request passes a client-side token bucket, QPS and
+burst like client-go's), :mod:`~exporter.cluster.discovery` (the served types),
+:mod:`~exporter.cluster.listwatch` (list and watch), :mod:`~exporter.cluster.resource` (a
+type's identity and paths) and :mod:`~exporter.cluster.errors` (the error hierarchy, all
 :class:`ClusterError`). Nothing here may import the git store or the runner.
 """
 

@@ -1,11 +1,11 @@
 """The connection: the only module that talks to the Kubernetes API through kubernetes_asyncio.
 
-kubernetes_asyncio provides configuration (kubeconfig, context, in-cluster service account)
-and authentication; responses are read as raw JSON with orjson (the generated model classes
-are far too slow for large lists). Owns sending one request through the rate limit, counting
-it, and mapping a failed answer to its :mod:`~exporter.cluster.errors` type (honouring
-``Retry-After``). It must never retry on its own (callers own retry policy) nor let a request
-skip the token bucket.
+kubernetes_asyncio (through :mod:`~exporter.cluster.k8slib`) provides configuration
+(kubeconfig, context, in-cluster service account) and authentication; responses are read as raw
+JSON with orjson (the generated model classes are far too slow for large lists). Owns sending
+one request through the rate limit, counting it, and mapping a failed answer to its
+:mod:`~exporter.cluster.errors` type (honouring ``Retry-After``). It must never retry on its
+own (callers own retry policy) nor let a request skip the token bucket.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from typing import Any, Self
 
 import aiohttp
 import orjson
-from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
 
 from exporter import jsonparse
+from exporter.cluster import k8slib
 from exporter.cluster.errors import (
     STATUS_ERRORS,
     ApiError,
@@ -39,7 +38,7 @@ from exporter.cluster.ratelimit import Clock, TokenBucket
 from exporter.cluster.resource import Json
 from exporter.config import ClusterSettings, kubeconfig_path
 
-ApiClient = k8s_client.ApiClient
+ApiClient = k8slib.ApiClient
 """The library's client that holds the configuration and the HTTP session."""
 
 
@@ -58,7 +57,7 @@ class Connection:
     @classmethod
     async def connect(cls, settings: ClusterSettings) -> Self:
         """Load kubeconfig (or the in-cluster service account) and return a client."""
-        configuration = k8s_client.Configuration()
+        configuration = k8slib.Configuration()
         kubeconfig = settings.kubeconfig or os.environ.get("KUBECONFIG", "")
         in_cluster = not kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST")
         path = kubeconfig_path(kubeconfig)
@@ -66,18 +65,18 @@ class Connection:
             raise KubeconfigError(f"{path}: kubeconfig not found")
         try:
             if in_cluster:
-                k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+                k8slib.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             else:
-                await k8s_config.load_kube_config(
+                await k8slib.load_kube_config(
                     config_file=str(path),
                     context=settings.context or None,
                     client_configuration=configuration,
                     persist_config=False,
                 )
-        except (k8s_config.ConfigException, OSError, ValueError, KeyError, TypeError) as error:
+        except (k8slib.ConfigException, OSError, ValueError, KeyError, TypeError) as error:
             where = settings.kubeconfig or kubeconfig or "kubeconfig"
             raise KubeconfigError(f"{where}: {one_line(error)}") from None
-        return cls(k8s_client.ApiClient(configuration), settings=settings)
+        return cls(k8slib.ApiClient(configuration), settings=settings)
 
     @property
     def server(self) -> str:
