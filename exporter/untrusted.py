@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -28,6 +29,7 @@ from exporter import jsonparse
 
 MAX_INPUT_BYTES = 1 << 30
 """One input file (or standard input) may hold at most 1 GiB."""
+READ_CHUNK = 1 << 20
 MAX_DEPTH = 100
 """Maps and lists nested deeper than this in one document are refused (Kubernetes objects,
 CRD schemas included, stay far below)."""
@@ -59,14 +61,14 @@ def read_text(name: str) -> str:
     """The text of a file (``-`` for standard input), or an :class:`InputError`."""
     try:
         if name == STDIN:
-            raw = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+            raw = _read_at_most(sys.stdin.buffer, MAX_INPUT_BYTES)
         else:
             with Path(name).open("rb") as file:
-                raw = file.read(MAX_INPUT_BYTES + 1)
+                raw = _read_at_most(file, MAX_INPUT_BYTES)
     except OSError as error:
         raise InputError(f"{name}: cannot read: {error.strerror or error}") from None
     shown = display_name(name)
-    if len(raw) > MAX_INPUT_BYTES:
+    if raw is None:
         raise InputError(f"{shown}: larger than {MAX_INPUT_BYTES >> 20} MiB")
     if b"\0" in raw:
         raise InputError(f"{shown}: binary file, expected JSON or YAML")
@@ -74,6 +76,20 @@ def read_text(name: str) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise InputError(f"{shown}: not UTF-8 text (byte {error.start})") from None
+
+
+def _read_at_most(stream: BinaryIO, limit: int) -> bytes | None:
+    """The stream's bytes, or None when it holds more than ``limit``. Not
+    ``stream.read(limit + 1)``: that allocates the whole limit up front (1 GiB for a 200-byte
+    config), which strict overcommit or ``ulimit -v`` refuses."""
+    if stream.seekable() and os.fstat(stream.fileno()).st_size - stream.tell() > limit:
+        return None  # a regular file: no need to read it
+    chunks: list[bytes] = []
+    left = limit + 1
+    while left > 0 and (chunk := stream.read(min(left, READ_CHUNK))):
+        chunks.append(chunk)
+        left -= len(chunk)
+    return None if left == 0 else b"".join(chunks)
 
 
 def load_json(name: str, text: str) -> object:

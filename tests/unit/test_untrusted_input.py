@@ -7,6 +7,8 @@ exit code 2; ``normalize --out DIR`` writes below DIR and nowhere else.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -289,3 +291,38 @@ def test_the_fast_json_path_reads_what_the_exact_path_reads(
         lambda: untrusted.json_shaped("in.json: document 1", untrusted.load_json("in.json", text))
     )
     assert fast == exact
+
+
+# -- reading a file costs what the file holds ----------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["file", "stdin"])
+def test_a_small_input_reads_under_a_tight_address_space_limit(tmp_path: Path, source: str) -> None:
+    """A node with strict overcommit (or a ``ulimit -v``) refuses a 1 GiB allocation: reading
+    a tiny config must not ask for the input size limit up front."""
+    config = tmp_path / "config.yaml"
+    config.write_text("cluster:\n  qps: 5\n")
+    code = (
+        "import resource, sys\n"
+        "from exporter import untrusted\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (768 << 20, 768 << 20))\n"
+        "print(len(untrusted.read_text(sys.argv[1])))\n"
+    )
+    name = str(config) if source == "file" else "-"
+    done = subprocess.run(
+        [sys.executable, "-c", code, name],
+        input=config.read_bytes() if source == "stdin" else b"",
+        capture_output=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr.decode()[-500:]
+    assert done.stdout.strip() == str(len(config.read_text())).encode()
+
+
+def test_an_input_over_the_limit_is_refused(tmp_path: Path) -> None:
+    big = tmp_path / "big.json"
+    with big.open("wb") as file:
+        file.truncate(untrusted.MAX_INPUT_BYTES + 10)  # sparse: no disk used
+    with pytest.raises(untrusted.InputError, match="larger than 1024 MiB"):
+        untrusted.read_text(str(big))
