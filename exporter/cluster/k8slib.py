@@ -1,7 +1,7 @@
 """kubernetes_asyncio without its generated API and model classes, which kube2git never uses.
 
 The package's ``__init__`` (and its ``client`` package's) import every generated API and model
-class, about 800 modules: 34 MiB of resident memory in every kube2git process, for classes the
+class, about 830 modules: 33 MiB of resident memory in every kube2git process, for classes the
 exporter never touches (it reads raw JSON, see :mod:`~exporter.cluster.connection`). Here the
 two packages are registered without running their ``__init__`` until someone asks for a name
 they would define: their submodules still import normally, and any other code in the process

@@ -1,4 +1,4 @@
-"""kube2git loads kubernetes_asyncio without its ~800 generated API and model modules (34 MiB of
+"""kube2git loads kubernetes_asyncio without its ~830 generated API and model modules (33 MiB of
 resident memory it never uses), and the library stays whole for any other code that wants it.
 
 Each check runs in a fresh interpreter: what a process has imported is the point.
