@@ -248,12 +248,12 @@ def test_an_input_over_the_size_limit_is_refused_unread(
     assert (code, err) == (2, f"kube2git: error: {source}: larger than 1 MiB\n")
 
 
-_EDGE_NUMBERS = st.sampled_from(
+_EDGE_VALUES = st.sampled_from(
     [2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64 - 1, 2**64, 10**30, 1e19, -1e19, 9.3e18,
-     1.5, -0.0, float("nan"), float("inf"), 0, True, None]
+     1.5, -0.0, float("nan"), float("inf"), 0, True, None, "9223372036854775808", "\n" * 3]
 )  # fmt: skip
 _JSON_VALUES = st.recursive(
-    _EDGE_NUMBERS | st.integers() | st.floats() | st.text(max_size=6),
+    _EDGE_VALUES | st.integers() | st.floats() | st.text(max_size=6),
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3)
     ),
