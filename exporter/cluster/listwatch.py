@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ import aiohttp
 import orjson
 import structlog
 
+from exporter import jsonparse
 from exporter.cluster.connection import ApiClient, Connection
 from exporter.cluster.errors import (
     STATUS_ERRORS,
@@ -231,34 +232,81 @@ class ListWatch(Connection):
     async def _events(
         self, response: aiohttp.ClientResponse, resource: ApiResource
     ) -> AsyncIterator[WatchEvent]:
+        """The stream's events, read as the bytes arrive rather than line by line.
+
+        Each read takes whatever has arrived (often many events), and its complete lines are
+        parsed by one orjson call as a JSON array: a WatchList of 20,000 ConfigMaps took
+        0.78 CPU s line by line (one read, one parse and one aiohttp flow-control round per
+        event) against 0.50 s for the paginated LIST of the same objects.
+        """
         content = response.content
+        partial: list[bytes] = []
+        """The start of a line whose end has not arrived yet."""
         while True:
             try:
-                line = await content.readline()
+                chunk = await content.readany()
             except (aiohttp.ClientError, TimeoutError) as error:
                 raise Unreachable(
                     f"{self.server}: watch {resource.name}: {one_line(error)}"
                 ) from None
-            if not line:
+            if not chunk:
+                # A last line without its newline is a stream cut mid-event, or a final event.
+                lines = [b"".join(partial)]
+            else:
+                end = chunk.rfind(b"\n")
+                if end < 0:
+                    partial.append(chunk)
+                    continue
+                lines = b"".join([*partial, chunk[:end]]).split(b"\n")
+                partial = [chunk[end + 1 :]] if end + 1 < len(chunk) else []
+            lines = [line for line in lines if line.strip()]
+            for value, line in zip(_values(lines), lines, strict=True):
+                yield self._event(value, line, resource)  # in order: an ERROR ends the stream
+            if not chunk:
                 return
-            if not line.strip():
-                continue
-            try:
-                event = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                # A stream cut mid-line (a dropped connection): reconnect and resume.
-                raise Unreachable(
-                    f"{self.server}: watch {resource.name}: truncated event"
-                ) from None
-            kind = event.get("type", "") if isinstance(event, dict) else None
-            obj = event.get("object") or {} if isinstance(event, dict) else None
-            if not isinstance(kind, str) or not isinstance(obj, dict):
-                raise InvalidResponse(f"watch {resource.name}: not an event: {preview(line)}")
-            if kind == "ERROR":
-                status = int(obj.get("code") or 500)
-                error_type = STATUS_ERRORS.get(status, ApiError)
-                raise error_type(status, str(obj.get("message", "")), path=resource.path)
-            if kind != "BOOKMARK":
-                obj.setdefault("apiVersion", resource.api_version)
-                obj.setdefault("kind", resource.kind)
-            yield WatchEvent(kind, obj)
+
+    def _event(self, event: object, line: bytes, resource: ApiResource) -> WatchEvent:
+        if event is _TRUNCATED:
+            # Reconnect and resume.
+            raise Unreachable(f"{self.server}: watch {resource.name}: truncated event")
+        kind = event.get("type", "") if isinstance(event, dict) else None
+        obj = event.get("object") or {} if isinstance(event, dict) else None
+        if not isinstance(kind, str) or not isinstance(obj, dict):
+            raise InvalidResponse(f"watch {resource.name}: not an event: {preview(line)}")
+        if kind == "ERROR":
+            status = int(obj.get("code") or 500)
+            error_type = STATUS_ERRORS.get(status, ApiError)
+            raise error_type(status, str(obj.get("message", "")), path=resource.path)
+        if kind != "BOOKMARK":
+            obj.setdefault("apiVersion", resource.api_version)
+            obj.setdefault("kind", resource.kind)
+        return WatchEvent(kind, obj)
+
+
+def _values(lines: list[bytes]) -> Iterator[object]:
+    """The value of each line: all at once when they parse as one array of as many maps
+    (what an API server sends: one event per line), else one line after the other.
+
+    Only a server that splits one event over two lines and joins two on a third could make
+    the batch differ from the lines: it could as well send those events whole.
+    """
+    if not lines:
+        return iter(())
+    try:
+        values = jsonparse.loads(b"[" + b",".join(lines) + b"]")
+    except jsonparse.JSONDecodeError:
+        values = None
+    if values is not None and len(values) == len(lines) and all(type(v) is dict for v in values):
+        return iter(values)
+    return map(_line_value, lines)
+
+
+def _line_value(line: bytes) -> object:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return _TRUNCATED
+
+
+_TRUNCATED = object()
+"""A line that is not JSON: a stream cut mid-line (a dropped connection)."""

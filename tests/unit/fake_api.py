@@ -39,6 +39,8 @@ class Stream:
 
     events: tuple[Mapping[str, Any], ...] = ()
     hold: bool = True
+    raw: tuple[bytes, ...] = ()
+    """Bytes written after the events, each part flushed on its own (lines cut anywhere)."""
 
 
 def items(*names: str, version: str = "10") -> Reply:
@@ -111,6 +113,8 @@ class FakeApi:
         await response.prepare(request)
         for event in stream.events:
             await response.write(orjson.dumps(event) + b"\n")
+        for part in stream.raw:
+            await response.write(part)
         if stream.hold:
             await asyncio.Event().wait()  # until the client goes away
         return response
