@@ -326,3 +326,28 @@ def test_an_input_over_the_limit_is_refused(tmp_path: Path) -> None:
         file.truncate(untrusted.MAX_INPUT_BYTES + 10)  # sparse: no disk used
     with pytest.raises(untrusted.InputError, match="larger than 1024 MiB"):
         untrusted.read_text(str(big))
+
+
+def test_json_nested_near_the_limit_reads_in_memory_near_its_size(tmp_path: Path) -> None:
+    """5 MB of numbers 99 levels deep: valid, and read without any copy many times its size
+    (an indented rewrite of it, once used to check the depth, took 490 MB)."""
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 99 + ",".join(["0"] * 2_500_000) + "]" * 99)
+    code = (
+        "import resource, sys\n"
+        "from exporter import untrusted\n"
+        "text = untrusted.read_text(sys.argv[1])\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (768 << 20, 768 << 20))\n"
+        "value = untrusted.load_json_shaped('deep.json: document 1', 'deep.json', text)\n"
+        "for _ in range(98):\n"
+        "    value = value[0]\n"
+        "print(len(value))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(deep)],
+        capture_output=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr.decode()[-500:]
+    assert done.stdout.strip() == b"2500000"
