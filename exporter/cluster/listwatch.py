@@ -39,6 +39,10 @@ from exporter.config import ClusterSettings, ListMode
 
 log = structlog.get_logger()
 
+MAX_EVENT_BYTES = 64 << 20
+"""One watch event's line may hold at most this much: Kubernetes objects stay far below
+(etcd refuses a request over 1.5 MiB by default), and a server that never ends its line must
+not fill the memory."""
 _FRESH_LIST_ATTEMPTS = 3
 """Times a paginated list starts over after its continue token expired, before giving up."""
 
@@ -240,7 +244,7 @@ class ListWatch(Connection):
         event) against 0.50 s for the paginated LIST of the same objects.
         """
         content = response.content
-        partial: list[bytes] = []
+        partial = bytearray()
         """The start of a line whose end has not arrived yet."""
         while True:
             try:
@@ -251,14 +255,20 @@ class ListWatch(Connection):
                 ) from None
             if not chunk:
                 # A last line without its newline is a stream cut mid-event, or a final event.
-                lines = [b"".join(partial)]
+                lines = [bytes(partial)]
             else:
                 end = chunk.rfind(b"\n")
                 if end < 0:
-                    partial.append(chunk)
+                    partial += chunk
+                    if len(partial) > MAX_EVENT_BYTES:
+                        raise InvalidResponse(
+                            f"watch {resource.name}: an event larger than "
+                            f"{MAX_EVENT_BYTES >> 20} MiB: {preview(bytes(partial[:120]))}"
+                        )
                     continue
-                lines = b"".join([*partial, chunk[:end]]).split(b"\n")
-                partial = [chunk[end + 1 :]] if end + 1 < len(chunk) else []
+                partial += chunk[:end]
+                lines = bytes(partial).split(b"\n")
+                partial = bytearray(chunk[end + 1 :])
             lines = [line for line in lines if line.strip()]
             for value, line in zip(_values(lines), lines, strict=True):
                 yield self._event(value, line, resource)  # in order: an ERROR ends the stream

@@ -20,6 +20,7 @@ from exporter.cluster import (
     InvalidResponse,
     Unreachable,
     WatchEvent,
+    listwatch,
 )
 from tests.unit.fake_api import FakeApi, Stream
 
@@ -119,3 +120,24 @@ async def test_lines_that_parse_together_but_not_alone_are_a_cut_stream(api: Fak
     api.on_watch(PATH, Stream(raw=(cut,), hold=False))
     with pytest.raises(Unreachable, match="truncated event"):
         await _read(api)
+
+
+async def test_a_line_that_never_ends_is_refused_past_the_event_limit(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limit is 64 MiB; lowered here so that the test sends 2 MiB."""
+    monkeypatch.setattr(listwatch, "MAX_EVENT_BYTES", 1 << 20)
+    endless = b'{"type": "ADDED", "object": {"data": "' + b"x" * (2 << 20)
+    api.on_watch(PATH, Stream(raw=_pieces(endless, 64 << 10), hold=True))
+    with pytest.raises(InvalidResponse, match=r"an event larger than 1 MiB: \{"):
+        await _read(api)
+
+
+async def test_an_event_just_under_the_limit_is_read(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(listwatch, "MAX_EVENT_BYTES", 1 << 20)
+    big = orjson.dumps(_added("big", "x" * ((1 << 20) - 100)))
+    assert len(big) <= 1 << 20
+    api.on_watch(PATH, Stream(raw=(*_pieces(big, 1000), b"\n"), hold=False))
+    assert [len(e.object["data"]["k"]) for e in await _read(api)] == [(1 << 20) - 100]
