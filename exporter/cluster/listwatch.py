@@ -300,8 +300,6 @@ def _values(lines: list[bytes]) -> Iterator[object]:
     Only a server that splits one event over two lines and joins two on a third could make
     the batch differ from the lines: it could as well send those events whole.
     """
-    if not lines:
-        return iter(())
     try:
         values = jsonparse.loads(b"[" + b",".join(lines) + b"]")
     except jsonparse.JSONDecodeError:

@@ -19,8 +19,12 @@ import orjson
 from aiohttp import web
 from kubernetes_asyncio import client as k8s_client
 
-from exporter.cluster import Cluster
+from exporter.cluster import ApiResource, Cluster
 from exporter.config import ClusterSettings, ListMode
+
+CONFIGMAPS = ApiResource("", "v1", "configmaps", "ConfigMap", True)
+CONFIGMAPS_PATH = "/api/v1/configmaps"
+"""The type most tests script, and the path its lists and watches ask for."""
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ import asyncio
 import datetime
 import email.utils
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from exporter.cluster import ApiResource, Forbidden, TooManyRequests
+from exporter.cluster import Forbidden, TooManyRequests
 from exporter.retry import RetryPolicy
 from exporter.watcher import (
     ObjectEvent,
@@ -29,10 +29,18 @@ from exporter.watcher import (
     WatchPolicy,
     WatchStats,
 )
-from tests.unit.fake_api import BOOKMARK, GONE_EVENT, FakeApi, Reply, Stream, items, status
+from tests.unit.fake_api import (
+    BOOKMARK,
+    CONFIGMAPS,
+    CONFIGMAPS_PATH,
+    GONE_EVENT,
+    FakeApi,
+    Reply,
+    Stream,
+    items,
+    status,
+)
 
-CONFIGMAPS = ApiResource("", "v1", "configmaps", "ConfigMap", True)
-PATH = "/api/v1/configmaps"
 ADDED = {"type": "ADDED", "object": {"metadata": {"name": "z", "namespace": "ns", "resourceVersion": "12"}}}  # fmt: skip
 
 
@@ -79,12 +87,6 @@ class Loop:
         return self.watcher
 
 
-@pytest.fixture
-async def api() -> AsyncIterator[FakeApi]:
-    async with FakeApi() as fake:
-        yield fake
-
-
 async def _until_event(loop: Loop, run: Callable[[], Awaitable[None]]) -> None:
     """Run the watcher until it emitted an object event, then stop it."""
     task = asyncio.create_task(run())
@@ -98,8 +100,8 @@ async def _until_event(loop: Loop, run: Callable[[], Awaitable[None]]) -> None:
 
 
 async def test_a_first_list_that_fails_is_retried_until_it_works(api: FakeApi) -> None:
-    api.on_get(PATH, status(503), status(429, {"Retry-After": "7"}), items("a", "b"))
-    api.on_watch(PATH, Stream((BOOKMARK, ADDED)))
+    api.on_get(CONFIGMAPS_PATH, status(503), status(429, {"Retry-After": "7"}), items("a", "b"))
+    api.on_watch(CONFIGMAPS_PATH, Stream((BOOKMARK, ADDED)))
     loop = Loop()
     stats = WatchStats()
     watcher = loop.make(api, stats)
@@ -114,7 +116,7 @@ async def test_a_first_list_that_fails_is_retried_until_it_works(api: FakeApi) -
     assert isinstance(loop.messages[1], RelistDone)
     assert stats.relists == {RelistReason.NEW_TYPE: 1, RelistReason.FAILED_LIST: 2}
     assert stats.throttled == 1
-    assert api.count(PATH, watch=True) == 1
+    assert api.count(CONFIGMAPS_PATH, watch=True) == 1
     assert watcher.resource_version == "12"
 
 
@@ -135,8 +137,8 @@ async def test_retry_after_is_honoured_within_a_sane_range(
     api: FakeApi, header: str | None, expected: float
 ) -> None:
     headers = {"Retry-After": header} if header is not None else {}
-    api.on_get(PATH, status(429, headers), items("a"))
-    api.on_watch(PATH, Stream((ADDED,)))
+    api.on_get(CONFIGMAPS_PATH, status(429, headers), items("a"))
+    api.on_watch(CONFIGMAPS_PATH, Stream((ADDED,)))
     loop = Loop()
     await _until_event(loop, loop.make(api).run)
     assert loop.sleeps == [(expected, TypeState.RETRYING)]
@@ -144,8 +146,10 @@ async def test_retry_after_is_honoured_within_a_sane_range(
 
 async def test_retry_after_as_an_http_date(api: FakeApi) -> None:
     when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=40)
-    api.on_get(PATH, status(429, {"Retry-After": email.utils.format_datetime(when)}), items())
-    api.on_watch(PATH, Stream((ADDED,)))
+    api.on_get(
+        CONFIGMAPS_PATH, status(429, {"Retry-After": email.utils.format_datetime(when)}), items()
+    )
+    api.on_watch(CONFIGMAPS_PATH, Stream((ADDED,)))
     loop = Loop()
     await _until_event(loop, loop.make(api).run)
     [(seconds, _)] = loop.sleeps
@@ -163,9 +167,9 @@ def test_jitter_spreads_throttled_watchers_upwards_only() -> None:
 
 
 async def test_a_relist_loop_backs_off_and_marks_the_type(api: FakeApi) -> None:
-    api.on_get(PATH, items("a"))
+    api.on_get(CONFIGMAPS_PATH, items("a"))
     gone = Stream((GONE_EVENT,), hold=False)
-    api.on_watch(PATH, gone, gone, gone, gone, Stream((ADDED,)))
+    api.on_watch(CONFIGMAPS_PATH, gone, gone, gone, gone, Stream((ADDED,)))
     loop = Loop()
     stats = WatchStats()
     watcher = loop.make(api, stats)
@@ -182,11 +186,11 @@ async def test_a_relist_loop_backs_off_and_marks_the_type(api: FakeApi) -> None:
 
 
 async def test_a_denied_type_is_asked_again_and_followed_once_granted(api: FakeApi) -> None:
-    api.on_get(PATH, status(403), items("a"))
-    api.on_watch(PATH, Stream((ADDED,)))
+    api.on_get(CONFIGMAPS_PATH, status(403), items("a"))
+    api.on_watch(CONFIGMAPS_PATH, Stream((ADDED,)))
     loop = Loop()
     watcher = loop.make(api)
-    denied = Forbidden(403, "configmaps is forbidden", path=PATH)
+    denied = Forbidden(403, "configmaps is forbidden", path=CONFIGMAPS_PATH)
     await _until_event(loop, lambda: watcher.run("", failed=denied))
     assert loop.sleeps == [(10.0, TypeState.DENIED), (30.0, TypeState.DENIED)]
     assert watcher.status.state is TypeState.SYNCED
@@ -194,12 +198,12 @@ async def test_a_denied_type_is_asked_again_and_followed_once_granted(api: FakeA
 
 async def test_an_unparsable_list_is_a_failure_that_is_retried(api: FakeApi) -> None:
     api.on_get(
-        PATH,
+        CONFIGMAPS_PATH,
         Reply(200, b"<html>proxy error</html>", {"Content-Type": "text/html"}),
         Reply(200, {"metadata": {}, "items": {"not": "a list"}}),
         items("a"),
     )
-    api.on_watch(PATH, Stream((ADDED,)))
+    api.on_watch(CONFIGMAPS_PATH, Stream((ADDED,)))
     loop = Loop()
     watcher = loop.make(api)
     await _until_event(loop, watcher.run)
@@ -211,8 +215,8 @@ async def test_a_list_that_starts_over_says_so(api: FakeApi) -> None:
     """An expired continue token restarts the list; the consumer is told to forget."""
     first: dict[str, Any] = items("a").body | {}
     first["metadata"] = {"resourceVersion": "10", "continue": "token"}
-    api.on_get(PATH, Reply(body=first), status(410), Reply(body=first), items("b"))
-    api.on_watch(PATH, Stream((ADDED,)))
+    api.on_get(CONFIGMAPS_PATH, Reply(body=first), status(410), Reply(body=first), items("b"))
+    api.on_watch(CONFIGMAPS_PATH, Stream((ADDED,)))
     loop = Loop()
     await _until_event(loop, loop.make(api).run)
     pages = [m for m in loop.messages if isinstance(m, RelistPage)]
