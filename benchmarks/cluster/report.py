@@ -226,12 +226,16 @@ def readme_with_table(readme: str, table: str) -> str:
 
 
 def expected_files(results_dir: Path = RESULTS, readme: Path = README) -> dict[Path, str]:
-    """Every generated file and the text it must hold, given the JSON there now."""
-    runs = load_runs(results_dir)
+    """Every generated file and the text it must hold, given the JSON there now: the README's
+    comparison, and each ``cluster-<scale>.md`` here and in the folders of separate runs
+    (``kube2git-alone/``), which the README's table leaves out."""
+    folders = [results_dir, *sorted(d for d in results_dir.iterdir() if d.is_dir())]
     files = {
-        results_dir / f"cluster-{scale}.md": markdown(run["info"], run["results"])
-        for scale, run in runs.items()
+        folder / f"cluster-{scale}.md": markdown(run["info"], run["results"])
+        for folder in folders
+        for scale, run in load_runs(folder).items()
     }
+    runs = load_runs(results_dir)
     files[readme] = readme_with_table(readme.read_text(), comparison(runs))
     return files
 
