@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from exporter.attribution import Actor, Attribution, ChangeKind
 from exporter.gitstore.message import (
     ObjectChange,
@@ -203,3 +206,36 @@ def test_a_cluster_name_counts_against_the_subject_length() -> None:
     named = build_subject(changes, cluster="a-rather-long-cluster-name")
     assert named == "a-rather-long-cluster-name: shop: 2 objects: 2 added"
     assert len(named) <= 72
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["added", "modified", "deleted"]),
+            st.sampled_from([None, "a", "shop"]),
+            st.text("ab-", min_size=1, max_size=3),
+        ),
+        max_size=60,
+    )
+)
+def test_a_subject_names_the_objects_whenever_their_names_fit(
+    rows: list[tuple[str, str | None, str]],
+) -> None:
+    """However many objects a commit holds, the subject names them in order (modifications
+    first) when that fits in 72 characters, and counts them otherwise."""
+    changes = [ObjectChange(a, ObjectKey("", "configmaps", ns, n), "C") for a, ns, n in rows]
+    if not changes:
+        return
+    order = {"modified": 0, "added": 1, "deleted": 2}
+    ordered = sorted(changes, key=lambda c: (order[c.action], c.key.path))
+    scopes = {c.key.namespace or "cluster" for c in changes}
+    if len(scopes) == 1:
+        named = f"{next(iter(scopes))}: " + ", ".join(f"C {c.key.name} {c.action}" for c in ordered)
+    else:
+        named = ", ".join(
+            f"C {c.key.name if c.key.namespace is None else f'{c.key.namespace}/{c.key.name}'} "
+            f"{c.action}"
+            for c in ordered
+        )
+    subject = build_subject(changes)
+    assert (subject == named) == (len(named) <= 72)
