@@ -215,6 +215,7 @@ def test_a_cluster_name_counts_against_the_subject_length() -> None:
             st.sampled_from([None, "a", "shop"]),
             st.text("ab-", min_size=1, max_size=3),
         ),
+        min_size=1,
         max_size=60,
     )
 )
@@ -224,8 +225,6 @@ def test_a_subject_names_the_objects_whenever_their_names_fit(
     """However many objects a commit holds, the subject names them in order (modifications
     first) when that fits in 72 characters, and counts them otherwise."""
     changes = [ObjectChange(a, ObjectKey("", "configmaps", ns, n), "C") for a, ns, n in rows]
-    if not changes:
-        return
     order = {"modified": 0, "added": 1, "deleted": 2}
     ordered = sorted(changes, key=lambda c: (order[c.action], c.key.path))
     scopes = {c.key.namespace or "cluster" for c in changes}
